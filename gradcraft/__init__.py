@@ -1,0 +1,73 @@
+"""gradcraft: a deep-learning framework built from first principles on NumPy.
+
+Tensors with reverse-mode autograd (:mod:`gradcraft.autograd`), differentiable operations
+(:mod:`gradcraft.ops`), and the layers, optimizers, data pipeline and trainer built on them.
+"""
+
+from gradcraft import ops
+from gradcraft.autograd import (
+    Function,
+    Tensor,
+    enable_grad,
+    gradcheck,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
+from gradcraft.autograd.creation import (
+    arange,
+    empty,
+    eye,
+    full,
+    full_like,
+    linspace,
+    ones,
+    ones_like,
+    rand,
+    randint,
+    randn,
+    randn_like,
+    tensor,
+    zeros,
+    zeros_like,
+)
+from gradcraft.backend import default_dtype, get_rng_state, manual_seed, set_default_dtype, set_rng_state
+from gradcraft.ops import (
+    abs,
+    argmax,
+    argmin,
+    cat,
+    clip,
+    concatenate,
+    exp,
+    log,
+    log_softmax,
+    logsumexp,
+    matmul,
+    maximum,
+    mean,
+    minimum,
+    relu,
+    sigmoid,
+    softmax,
+    sqrt,
+    stack,
+    sum,
+    tanh,
+    where,
+)
+
+float32 = "float32"
+float64 = "float64"
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Function", "Tensor", "__version__", "abs", "arange", "argmax", "argmin", "cat", "clip",
+    "concatenate", "default_dtype", "empty", "enable_grad", "exp", "eye", "float32", "float64",
+    "full", "full_like", "get_rng_state", "gradcheck", "is_grad_enabled", "linspace", "log",
+    "log_softmax", "logsumexp", "manual_seed", "matmul", "maximum", "mean", "minimum",
+    "no_grad", "ones", "ones_like", "ops", "rand", "randint", "randn", "randn_like", "relu",
+    "set_default_dtype", "set_grad_enabled", "set_rng_state", "sigmoid", "softmax", "sqrt",
+    "stack", "sum", "tanh", "tensor", "where", "zeros", "zeros_like",
+]

@@ -1,0 +1,156 @@
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+import gradcraft as gc_
+from gradcraft import Tensor
+
+
+def test_python_floats_become_float32():
+    assert gc_.tensor([1.0, 2.0]).dtype == np.float32
+    assert gc_.tensor(np.zeros(3, dtype=np.float64)).dtype == np.float64
+    assert gc_.tensor([1, 2]).dtype.kind == "i"
+
+
+def test_scalar_backward_implicit_one():
+    x = gc_.tensor(3.0, requires_grad=True)
+    (x * x).backward()
+    assert x.grad == pytest.approx(6.0)
+
+
+def test_backward_on_non_scalar_without_grad_names_the_shape():
+    x = gc_.ones(2, 3, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"\(2, 3\)"):
+        (x * 2).backward()
+
+
+def test_backward_on_tensor_without_grad_says_so():
+    x = gc_.ones(2)
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        x.sum().backward()
+
+
+def test_gradients_accumulate_across_backward_calls():
+    x = gc_.tensor([1.0, 2.0], requires_grad=True)
+    (x * 3).sum().backward()
+    (x * 3).sum().backward()
+    np.testing.assert_allclose(x.grad, [6.0, 6.0])
+
+
+def test_shared_gradient_is_not_aliased_between_leaves():
+    a = gc_.ones(3, requires_grad=True)
+    b = gc_.ones(3, requires_grad=True)
+    (a + b).sum().backward()
+    a.grad *= 10  # in-place change (as gradient clipping does) must not touch b.grad
+    np.testing.assert_allclose(b.grad, [1.0, 1.0, 1.0])
+
+
+def test_same_tensor_used_twice_gets_summed_gradient():
+    x = gc_.tensor([2.0], requires_grad=True)
+    (x * x + x).sum().backward()
+    np.testing.assert_allclose(x.grad, [5.0])
+
+
+def test_no_grad_records_nothing():
+    x = gc_.ones(2, requires_grad=True)
+    with gc_.no_grad():
+        y = x * 2
+    assert not y.requires_grad and y.grad_fn is None
+    with gc_.no_grad(), gc_.enable_grad():
+        assert (x * 2).requires_grad
+
+
+def test_no_grad_as_decorator():
+    @gc_.no_grad()
+    def f(t):
+        return t * 2
+
+    assert not f(gc_.ones(2, requires_grad=True)).requires_grad
+    assert gc_.is_grad_enabled()
+
+
+def test_detach_cuts_the_graph():
+    x = gc_.ones(2, requires_grad=True)
+    y = (x * 2).detach()
+    assert not y.requires_grad and y.is_leaf
+
+
+def test_thousand_layer_chain_does_not_hit_recursion_limit():
+    x = gc_.tensor([1.0], requires_grad=True, dtype=np.float64)
+    y = x
+    for _ in range(5000):
+        y = y * 1.0001
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, [1.0001**5000], rtol=1e-9)
+
+
+def test_graph_is_freed_after_backward_and_intermediates_released():
+    x = gc_.randn(100, 100, requires_grad=True)
+    h = x.exp()  # Exp keeps its output for backward
+    saved = weakref.ref(h.grad_fn.saved[0])
+    y = (h * 2).sum()
+    del h
+    gc.collect()
+    assert saved() is not None  # still needed by the graph
+    y.backward()
+    gc.collect()
+    assert saved() is None
+
+
+def test_second_backward_without_retain_graph_raises():
+    x = gc_.ones(2, requires_grad=True)
+    y = (x.exp() * 2).sum()
+    y.backward()
+    with pytest.raises(RuntimeError, match="second time"):
+        y.backward()
+
+
+def test_retain_graph_allows_second_backward():
+    x = gc_.ones(2, requires_grad=True)
+    y = (x.exp() * 2).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_allclose(x.grad, 4 * np.e * np.ones(2), rtol=1e-6)
+
+
+def test_retain_grad_keeps_intermediate_gradient():
+    x = gc_.ones(3, requires_grad=True)
+    h = (x * 2).retain_grad()
+    (h * h).sum().backward()
+    np.testing.assert_allclose(h.grad, [4.0, 4.0, 4.0])
+
+
+def test_integer_tensor_cannot_require_grad():
+    with pytest.raises(TypeError, match="floating"):
+        gc_.tensor([1, 2], requires_grad=True)
+
+
+def test_item_numpy_and_repr():
+    t = gc_.tensor([[1.5]])
+    assert t.item() == 1.5
+    assert isinstance(t.numpy(), np.ndarray)
+    assert "tensor(" in repr(t)
+    with pytest.raises(ValueError, match="one element"):
+        gc_.ones(2).item()
+
+
+def test_float32_stays_float32_through_ops():
+    x = gc_.randn(4, 3, requires_grad=True)
+    y = ((x * 0.5 + 1) ** 2 / 3.0).exp().log().mean()
+    y.backward()
+    assert y.dtype == np.float32 and x.grad.dtype == np.float32
+
+
+def test_manual_seed_makes_randn_reproducible():
+    gc_.manual_seed(7)
+    a = gc_.randn(5).numpy().copy()
+    gc_.manual_seed(7)
+    np.testing.assert_array_equal(a, gc_.randn(5).numpy())
+
+
+def test_ndarray_on_the_left_defers_to_tensor():
+    x = gc_.ones(2, requires_grad=True)
+    y = np.ones(2, dtype=np.float32) * x
+    assert isinstance(y, Tensor) and y.requires_grad
