@@ -6,6 +6,7 @@ the incoming gradient back over the reduced axes.
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from gradcraft.autograd.function import Function
@@ -100,7 +101,7 @@ class Var(Function):
         self.axes = normalize_axis(axis, x.ndim)
         self.keepdims = keepdims
         n = _count(x.shape, self.axes)
-        self.denom = max(n - correction, 0)
+        self.denom = builtins.max(n - correction, 0)
         centered = x - x.mean(axis=self.axes, keepdims=True)
         self.save_for_backward(centered)
         return (centered * centered).sum(axis=self.axes, keepdims=keepdims) / self.denom
