@@ -1,0 +1,57 @@
+"""The affine map of a fully connected layer as one fused Function."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gradcraft.autograd.function import Function
+from gradcraft.autograd.tensor import Tensor
+
+__all__ = ["linear"]
+
+
+class Linear(Function):
+    """y = x Wᵀ + b for x of shape (..., in), W of shape (out, in), b of shape (out,).
+
+    Backward (cs231n ``affine_backward``), with x and g flattened to 2-D (M, in) / (M, out):
+    dx = g W,  dW = gᵀ x,  db = Σ_rows g. One graph node instead of transpose + matmul + add,
+    and no transposed copy of dW.
+    """
+
+    def forward(self, x: Any, weight: Any, bias: Any = None) -> Any:
+        if weight.ndim != 2:
+            raise ValueError(
+                f"Expected a 2-D weight (out_features, in_features). Received: shape={weight.shape}"
+            )
+        if x.ndim == 0 or x.shape[-1] != weight.shape[1]:
+            raise ValueError(
+                f"Expected input with last dimension {weight.shape[1]}. Received: shape={tuple(x.shape)}"
+            )
+        if bias is not None and bias.shape != (weight.shape[0],):
+            raise ValueError(
+                f"Expected bias of shape ({weight.shape[0]},). Received: shape={tuple(bias.shape)}"
+            )
+        self.x_shape = x.shape
+        x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
+        self.save_for_backward(x2, weight)
+        y = x2 @ weight.T
+        if bias is not None:
+            y += bias
+        return y.reshape(*x.shape[:-1], weight.shape[0]) if x.ndim != 2 else y
+
+    def backward(self, g: Any) -> tuple[Any, Any, Any]:
+        x2, weight = self.saved
+        need_x, need_w = self.needs_input_grad[:2]
+        need_b = len(self.needs_input_grad) > 2 and self.needs_input_grad[2]
+        g2 = g.reshape(-1, g.shape[-1]) if g.ndim != 2 else g
+        gx = (g2 @ weight).reshape(self.x_shape) if need_x else None
+        gw = g2.T @ x2 if need_w else None
+        gb = g2.sum(axis=0) if need_b else None
+        return gx, gw, gb
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """y = x Wᵀ + b (PyTorch's ``F.linear``): x (..., in), W (out, in), b (out,) → (..., out)."""
+    if bias is None:
+        return Linear.apply(x, weight)
+    return Linear.apply(x, weight, bias)

@@ -1,0 +1,85 @@
+"""Fused batch-norm and layer-norm Functions: gradients, formulas and PyTorch parity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gradcraft as gc
+from gradcraft.ops.normalization import batch_norm, layer_norm
+from tests.ops._cases import compare_with_torch
+
+torch = pytest.importorskip("torch", reason="PyTorch is the reference for normalization")
+tF = torch.nn.functional
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (4, 3, 2), (3, 3, 2, 2)])
+def test_batch_norm_training_matches_torch(shape, rng):
+    x = rng.standard_normal(shape) * 2 + 1
+    w = rng.random(3) + 0.5
+    b = rng.standard_normal(3)
+    compare_with_torch(
+        lambda a, c, d: batch_norm(a, None, None, c, d, training=True),
+        lambda a, c, d: tF.batch_norm(a, None, None, c, d, training=True),
+        [x, w, b],
+    )
+
+
+def test_batch_norm_training_passes_gradcheck(rng):
+    args = [rng.standard_normal((4, 3, 2)), rng.random(3) + 0.5, rng.standard_normal(3)]
+    assert gc.gradcheck(lambda a, c, d: batch_norm(a, None, None, c, d, training=True), args)
+    assert gc.gradcheck(lambda a: batch_norm(a, None, None, training=True), args[:1])
+
+
+def test_batch_norm_eval_uses_running_stats_and_passes_gradcheck(rng):
+    rm, rv = rng.standard_normal(3), rng.random(3) + 0.5
+    x, w, b = rng.standard_normal((4, 3)), rng.random(3) + 0.5, rng.standard_normal(3)
+    y = batch_norm(gc.tensor(x), rm, rv, gc.tensor(w), gc.tensor(b), training=False).numpy()
+    np.testing.assert_allclose(y, (x - rm) / np.sqrt(rv + 1e-5) * w + b, rtol=1e-12)
+    assert gc.gradcheck(lambda a, c, d: batch_norm(a, rm, rv, c, d, training=False), [x, w, b])
+
+
+def test_batch_norm_updates_running_stats_with_unbiased_variance(rng):
+    x = rng.standard_normal((6, 2, 3))
+    rm, rv = np.zeros(2), np.ones(2)
+    batch_norm(gc.tensor(x), rm, rv, training=True, momentum=0.25)
+    mean = x.mean(axis=(0, 2))
+    var = x.var(axis=(0, 2), ddof=1)
+    np.testing.assert_allclose(rm, 0.25 * mean, rtol=1e-12)
+    np.testing.assert_allclose(rv, 0.75 + 0.25 * var, rtol=1e-12)
+
+
+def test_batch_norm_output_is_normalized_per_channel(rng):
+    x = rng.standard_normal((64, 4, 3, 3)).astype(np.float32) * 5 - 2
+    y = batch_norm(gc.tensor(x), None, None, training=True).numpy()
+    assert y.dtype == np.float32
+    np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0, atol=1e-5)
+    np.testing.assert_allclose(y.var(axis=(0, 2, 3)), 1, atol=1e-3)
+
+
+def test_batch_norm_rejects_one_value_per_channel():
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel when training"):
+        batch_norm(gc.tensor(np.ones((1, 3))), None, None, training=True)
+
+
+@pytest.mark.parametrize("norm_shape", [(4,), (3, 4)])
+def test_layer_norm_matches_torch(norm_shape, rng):
+    x = rng.standard_normal((2, 3, 4)) * 3
+    w = rng.random(norm_shape) + 0.5
+    b = rng.standard_normal(norm_shape)
+    compare_with_torch(
+        lambda a, c, d: layer_norm(a, norm_shape, c, d),
+        lambda a, c, d: tF.layer_norm(a, norm_shape, c, d),
+        [x, w, b],
+    )
+    compare_with_torch(lambda a: layer_norm(a, norm_shape), lambda a: tF.layer_norm(a, norm_shape), [x])
+
+
+def test_layer_norm_passes_gradcheck(rng):
+    args = [rng.standard_normal((3, 2, 3)), rng.random((2, 3)) + 0.5, rng.standard_normal((2, 3))]
+    assert gc.gradcheck(lambda a, c, d: layer_norm(a, (2, 3), c, d), args)
+
+
+def test_layer_norm_rejects_mismatched_trailing_shape(rng):
+    with pytest.raises(ValueError, match=r"trailing dimensions are \(5,\)"):
+        layer_norm(gc.tensor(rng.standard_normal((2, 4))), 5)
