@@ -2,7 +2,9 @@
 
 Everything a framework usually hides is spelled out: the weights are leaf tensors, the loss is
 log-softmax + negative log-likelihood written with tensor ops, and the update is
-``W -= lr * dW`` under ``no_grad``, with the learning rate halved after every epoch. Run: ``python examples/mlp_from_tensors.py [--epochs 3]``.
+``W -= lr * dW`` under ``no_grad``, with the learning rate halved after every epoch.
+
+Run: ``python examples/mlp_from_tensors.py [--epochs 3]``.
 """
 
 from __future__ import annotations

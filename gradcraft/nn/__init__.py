@@ -4,7 +4,7 @@
 initialization schemes.
 """
 
-from gradcraft.nn import functional, init
+from gradcraft.nn import functional, init, utils
 from gradcraft.nn.activation import (
     ELU,
     GELU,
@@ -21,6 +21,7 @@ from gradcraft.nn.activation import (
     Tanh,
 )
 from gradcraft.nn.containers import Flatten, Identity, ModuleDict, ModuleList, Sequential, Unflatten
+from gradcraft.nn.conv import Conv2d
 from gradcraft.nn.dropout import (
     AlphaDropout,
     Dropout,
@@ -50,10 +51,26 @@ from gradcraft.nn.module import (
     StateDictError,
 )
 from gradcraft.nn.normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from gradcraft.nn.pooling import (
+    AdaptiveAvgPool2d,
+    AvgPool2d,
+    FractionalMaxPool2d,
+    GlobalAvgPool2d,
+    MaxPool2d,
+)
 from gradcraft.nn.regularizers import L1, L2, ActivationL1, ElasticNet, MaxNorm, Regularizer
+from gradcraft.nn.residual import BasicBlock
 from gradcraft.nn.summary import ModelSummary, summary
 
 __all__ = [
+    "AdaptiveAvgPool2d",
+    "AvgPool2d",
+    "BasicBlock",
+    "Conv2d",
+    "FractionalMaxPool2d",
+    "GlobalAvgPool2d",
+    "MaxPool2d",
+    "utils",
     "ELU",
     "GELU",
     "L1",

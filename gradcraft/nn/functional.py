@@ -26,6 +26,7 @@ from gradcraft.ops.activation import (
 )
 from gradcraft.ops.activation import log_softmax as _log_softmax
 from gradcraft.ops.activation import softmax as _softmax
+from gradcraft.ops.conv import conv2d
 from gradcraft.ops.dropout import (
     alpha_dropout,
     dropout,
@@ -47,9 +48,22 @@ from gradcraft.ops.loss import (
     smooth_l1_loss,
 )
 from gradcraft.ops.normalization import batch_norm, layer_norm
+from gradcraft.ops.pooling import (
+    adaptive_avg_pool2d,
+    avg_pool2d,
+    fractional_max_pool2d,
+    global_avg_pool2d,
+    max_pool2d,
+)
 from gradcraft.ops.shape import flatten
 
 __all__ = [
+    "adaptive_avg_pool2d",
+    "avg_pool2d",
+    "conv2d",
+    "fractional_max_pool2d",
+    "global_avg_pool2d",
+    "max_pool2d",
     "alpha_dropout",
     "batch_norm",
     "binary_cross_entropy",
