@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-extras="cli,plot,log"
+extras="cli,plot,log,fast"
 with_torch=0
 for arg in "$@"; do
     case "$arg" in

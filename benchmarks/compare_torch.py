@@ -1,0 +1,266 @@
+"""gradcraft vs PyTorch (CPU) on the same training work, in one process run.
+
+For each model (the MLP, CNN and residual recipes' architectures) and batch size, both
+frameworks train on the same Fashion-MNIST-shaped batches with Adam (lr 1e-3) and the same
+thread count. The two are interleaved (one timed block of gradcraft, one of PyTorch, repeated)
+and medians are reported, because the machine is shared and noisy. Peak resident memory is
+measured in a fresh subprocess per framework, since both share this one.
+
+    python benchmarks/compare_torch.py                    # all models, batch 32/128/512
+    python benchmarks/compare_torch.py --models mlp --batch-sizes 128 --repeats 7
+    python benchmarks/compare_torch.py --threads 1
+
+Columns: ms per training step (forward + backward + optimizer step), the epoch time that
+implies for 60,000 images, evaluation throughput (images/s, no_grad forward), peak RSS (MiB),
+and the gradcraft / PyTorch ratio of each (lower is better for time and memory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+TRAIN_SIZE = 60_000
+
+
+def set_threads(n: int, with_torch: bool = True) -> None:
+    """Same BLAS / intra-op thread count for both frameworks (torch is imported only if asked)."""
+    from threadpoolctl import threadpool_limits
+
+    if with_torch:
+        import torch
+
+        torch.set_num_threads(n)
+    threadpool_limits(n)
+
+
+# ----------------------------------------------------------------------------- models
+def gradcraft_model(name: str) -> Any:
+    from gradcraft import nn
+
+    if name == "mlp":
+        return nn.Sequential(
+            nn.Flatten(), nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 10)
+        )
+    if name == "cnn":
+        return nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10),
+        )
+    if name == "resnet":
+        return nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+            nn.BasicBlock(32, 32), nn.BasicBlock(32, 64, stride=2), nn.BasicBlock(64, 128, stride=2),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10),
+        )
+    raise ValueError(f"Expected a model name in mlp, cnn, resnet. Received: {name!r}")
+
+
+def torch_model(name: str) -> Any:
+    import torch.nn as tnn
+
+    class Block(tnn.Module):
+        def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+            super().__init__()
+            self.conv1 = tnn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = tnn.BatchNorm2d(cout)
+            self.conv2 = tnn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.bn2 = tnn.BatchNorm2d(cout)
+            self.shortcut = tnn.Identity()
+            if stride != 1 or cin != cout:
+                self.shortcut = tnn.Sequential(tnn.Conv2d(cin, cout, 1, stride, bias=False), tnn.BatchNorm2d(cout))
+
+        def forward(self, x: Any) -> Any:
+            out = self.bn1(self.conv1(x)).relu()
+            return (self.bn2(self.conv2(out)) + self.shortcut(x)).relu()
+
+    if name == "mlp":
+        return tnn.Sequential(
+            tnn.Flatten(), tnn.Linear(784, 512), tnn.ReLU(), tnn.Linear(512, 256), tnn.ReLU(), tnn.Linear(256, 10)
+        )
+    if name == "cnn":
+        return tnn.Sequential(
+            tnn.Conv2d(1, 32, 3, padding=1), tnn.BatchNorm2d(32), tnn.ReLU(), tnn.MaxPool2d(2),
+            tnn.Conv2d(32, 64, 3, padding=1), tnn.BatchNorm2d(64), tnn.ReLU(), tnn.MaxPool2d(2),
+            tnn.Flatten(), tnn.Linear(3136, 128), tnn.ReLU(), tnn.Linear(128, 10),
+        )
+    if name == "resnet":
+        return tnn.Sequential(
+            tnn.Conv2d(1, 32, 3, padding=1, bias=False), tnn.BatchNorm2d(32), tnn.ReLU(),
+            Block(32, 32), Block(32, 64, 2), Block(64, 128, 2),
+            tnn.AdaptiveAvgPool2d(1), tnn.Flatten(), tnn.Linear(128, 10),
+        )
+    raise ValueError(f"Expected a model name in mlp, cnn, resnet. Received: {name!r}")
+
+
+# ----------------------------------------------------------------------------- steps
+def make_batches(batch: int, count: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    return [
+        (rng.standard_normal((batch, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, batch))
+        for _ in range(count)
+    ]
+
+
+def gradcraft_runner(name: str, batches: list) -> tuple[Callable[[int], None], Callable[[], None]]:
+    import gradcraft as gc
+    from gradcraft import nn, optim
+
+    gc.manual_seed(0)
+    model = gradcraft_model(name)
+    opt = optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+    data = [(gc.tensor(x), gc.tensor(y)) for x, y in batches]
+
+    def train_step(i: int) -> None:
+        x, y = data[i % len(data)]
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+
+    def evaluate() -> None:
+        model.eval()
+        with gc.no_grad():
+            for x, _ in data:
+                model(x)
+        model.train()
+
+    return train_step, evaluate
+
+
+def torch_runner(name: str, batches: list) -> tuple[Callable[[int], None], Callable[[], None]]:
+    import torch
+
+    torch.manual_seed(0)
+    model = torch_model(name)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    data = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches]
+
+    def train_step(i: int) -> None:
+        x, y = data[i % len(data)]
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+
+    def evaluate() -> None:
+        model.eval()
+        with torch.no_grad():
+            for x, _ in data:
+                model(x)
+        model.train()
+
+    return train_step, evaluate
+
+
+def timed(fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved(ours: Callable[[], None], theirs: Callable[[], None], repeats: int) -> tuple[float, float]:
+    """Median seconds of each, alternating which one goes first."""
+    a, b = [], []
+    for r in range(repeats):
+        if r % 2 == 0:
+            a.append(timed(ours))
+            b.append(timed(theirs))
+        else:
+            b.append(timed(theirs))
+            a.append(timed(ours))
+    return statistics.median(a), statistics.median(b)
+
+
+def peak_rss_mib(framework: str, model: str, batch: int, steps: int, threads: int) -> float:
+    """Train ``steps`` steps in a fresh process and return its peak RSS in MiB."""
+    cmd = [sys.executable, __file__, "--rss-child", framework, model, str(batch), str(steps), str(threads)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["rss_mib"])
+
+
+def rss_child(framework: str, model: str, batch: int, steps: int, threads: int) -> None:
+    set_threads(threads, with_torch=framework == "torch")
+    batches = make_batches(batch, 4)
+    runner = gradcraft_runner if framework == "gradcraft" else torch_runner
+    step, _ = runner(model, batches)
+    for i in range(steps):
+        step(i)
+    # ru_maxrss is in KiB on Linux
+    print(json.dumps({"rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def other_load() -> str:
+    load1, _, _ = os.getloadavg()
+    return f"load average {load1:.2f} on {os.cpu_count()} CPUs at start"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="gradcraft vs PyTorch CPU training benchmark")
+    parser.add_argument("--models", default="mlp,cnn,resnet")
+    parser.add_argument("--batch-sizes", default="32,128,512")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=10, help="training steps per timed block")
+    parser.add_argument("--repeats", type=int, default=5, help="timed blocks per framework")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
+    args = parser.parse_args()
+
+    set_threads(args.threads)
+    import torch
+
+    print(f"# {platform.processor() or platform.machine()}, {args.threads} threads, "
+          f"torch {torch.__version__}, numpy {np.__version__}; {other_load()}")
+    header = ("| model | batch | step ms (gc) | step ms (torch) | ratio | epoch s (gc) | epoch s (torch) "
+              "| eval img/s (gc) | eval img/s (torch) | ratio | peak MiB (gc) | peak MiB (torch) | ratio |")
+    print(header)
+    print("|" + "---|" * 13)
+    for model in args.models.split(","):
+        for batch in (int(b) for b in args.batch_sizes.split(",")):
+            steps = max(2, args.steps if batch <= 128 else args.steps // 2)
+            batches = make_batches(batch, 4)
+            g_step, g_eval = gradcraft_runner(model, batches)
+            t_step, t_eval = torch_runner(model, batches)
+            g_step(0)
+            t_step(0)  # warm-up: allocations, first-call paths
+
+            def block(step: Callable[[int], None], steps: int = steps) -> Callable[[], None]:
+                return lambda: [step(i) for i in range(steps)]
+
+            g_block, t_block = interleaved(block(g_step), block(t_step), args.repeats)
+            g_ms, t_ms = 1000 * g_block / steps, 1000 * t_block / steps
+            g_ev, t_ev = interleaved(g_eval, t_eval, max(3, args.repeats // 2))
+            n_eval = batch * len(batches)
+            epoch = TRAIN_SIZE / batch / 1000
+            if args.no_memory:
+                g_mem = t_mem = float("nan")
+            else:
+                g_mem = peak_rss_mib("gradcraft", model, batch, 3, args.threads)
+                t_mem = peak_rss_mib("torch", model, batch, 3, args.threads)
+            print(
+                f"| {model} | {batch} | {g_ms:.2f} | {t_ms:.2f} | {g_ms / t_ms:.2f}x | {g_ms * epoch:.1f} "
+                f"| {t_ms * epoch:.1f} | {n_eval / g_ev:,.0f} | {n_eval / t_ev:,.0f} | {t_ev / g_ev:.2f}x "
+                f"| {g_mem:.0f} | {t_mem:.0f} | {g_mem / t_mem:.2f}x |",
+                flush=True,
+            )
+    print(f"# finished; {other_load().replace('at start', 'at end')}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--rss-child":
+        rss_child(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
+    else:
+        main()
