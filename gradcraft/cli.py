@@ -8,6 +8,8 @@
     gradcraft train --resume runs/try1                  # continue a stopped run exactly
     gradcraft eval runs/try1 [--tta]                    # test accuracy of its best checkpoint
     gradcraft predict runs/try1 shirt.png more.npy      # classify images
+    gradcraft diagnose fashion_mlp                      # the babysitting checklist, before training
+    gradcraft ablate fashion_mlp --vary model.activation=relu,tanh --budget epochs=2
 
 Also ``python -m gradcraft ...``. Needs the ``cli`` extra: ``pip install "gradcraft[cli]"``.
 Exit status: 0 on success, 2 for a bad recipe or usage, 1 for other errors (a missing file, a
@@ -232,6 +234,40 @@ def _build_app() -> Any:
             order = np.argsort(-p)[:k]
             ranked = ", ".join(f"{classes[i]} {100 * p[i]:.1f}%" for i in order)
             print(f"{name}: {classes[order[0]]}  ({ranked})")
+
+    @app.command()
+    def diagnose(
+        recipe: str = typer.Argument(..., help="A recipe file or the name of a shipped one."),
+        set_: list[str] = typer.Option(  # noqa: B008
+            [], "--set", help="Override a recipe key (repeatable)."
+        ),
+        out: Path = typer.Option(None, "--out", help="Write diagnosis.md and its plots here."),  # noqa: B008
+        check: list[str] = typer.Option(  # noqa: B008
+            [], "--check", help="Only these: data, initial_loss, activations, gradients, lr_range, overfit."
+        ),
+        quick: bool = typer.Option(False, "--quick", help="Fewer steps, for a first look."),
+    ) -> None:
+        """Run the lectures' checklist on a recipe before training it; exit 1 if a problem is found."""
+        from gradcraft.diagnostics import ALL_CHECKS, run_diagnose, worst_verdict
+
+        report = run_diagnose(recipe, set_, out, checks=check or ALL_CHECKS, quick=quick)
+        raise typer.Exit(1 if worst_verdict(report.findings) == "problem" else 0)
+
+    @app.command()
+    def ablate(
+        recipe: str = typer.Argument(..., help="A recipe file or the name of a shipped one."),
+        vary: list[str] = typer.Option(  # noqa: B008
+            [], "--vary", help="KEY=V1,V2,... (repeatable; every combination is run)."
+        ),
+        budget: str = typer.Option(None, "--budget", help="epochs=N,subset=M,... applied to every variant."),
+        set_: list[str] = typer.Option([], "--set", help="Override a recipe key (repeatable)."),  # noqa: B008
+        out: Path = typer.Option(None, "--out", help="Directory of the ablation report."),  # noqa: B008
+        target: float = typer.Option(None, "--target", help="Validation accuracy for 'epochs to target'."),
+    ) -> None:
+        """Train variants of a recipe under the same seed and budget; one report with a table and curves."""
+        from gradcraft.diagnostics import run_ablation
+
+        run_ablation(recipe, vary, budget, out, overrides=set_, target_accuracy=target)
 
     @app.command()
     def recipes(
