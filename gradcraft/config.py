@@ -396,6 +396,17 @@ class EarlyStoppingConfig(_Section):
     restore_best_weights: bool = Field(True, description="end with the best epoch's weights")
 
 
+class MonitorConfig(_Section):
+    """The babysitting monitor (on by default): update/weight ratios, dead and saturated units,
+    gradient norms and loss explosions every few steps, and a diagnosis of the learning curves at
+    the end, in plain words, on the console, in ``metrics.jsonl`` and in the report."""
+
+    enabled: bool = Field(True, description="watch the run and report findings")
+    every_steps: int = Field(50, gt=0, description="look at layer statistics every N steps")
+    probe_size: int = Field(1024, gt=0, description="samples used to probe activations")
+    stop_on_explosion: bool = Field(False, description="stop the run when the loss explodes")
+
+
 class CheckpointConfig(_Section):
     """Which checkpoints the run directory keeps (``checkpoints/best`` and ``checkpoints/last``)."""
 
@@ -413,6 +424,7 @@ class CallbacksConfig(_Section):
 
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
 
 class LoggingConfig(_Section):

@@ -384,6 +384,7 @@ class Experiment:
         self.stream = stream if stream is not None else sys.stdout
         self.recipe_dir = recipe_dir
         self.trainer: Any = None
+        self.monitor: Any = None
         self.data: DataBundle | None = None
         self.preprocessor: Any = None
         self.eval_transform: Any = None
@@ -499,6 +500,19 @@ class Experiment:
                 cbs.append(
                     EarlyStopping(es.monitor, es.mode, es.patience, es.min_delta, es.restore_best_weights)
                 )
+            mon = r.callbacks.monitor
+            if mon.enabled:
+                from gradcraft.diagnostics.monitor import Monitor
+
+                self.monitor = Monitor(
+                    every_steps=mon.every_steps,
+                    probe_size=mon.probe_size,
+                    stop_on_explosion=mon.stop_on_explosion,
+                    directory=self.run_dir / "diagnosis",
+                    plots=log.plots and _matplotlib_available(),
+                    verbose=not self.quiet,
+                )
+                cbs.append(self.monitor)
             ck = r.callbacks.checkpoint
             save_best = ck.save_best and (val_loader is not None or not ck.monitor.startswith("val_"))
             if ck.save_best and not save_best:
@@ -726,6 +740,7 @@ class Experiment:
                 facts=facts,
                 plots=plots,
                 stop_reason=failure or trainer.stop_reason,
+                extra_sections=[self.monitor.report_section(self.run_dir)] if self.monitor else [],
             )
         if test:
             self._say(

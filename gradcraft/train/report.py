@@ -153,6 +153,7 @@ def write_report(
     facts: Mapping[str, Any],
     plots: Sequence[Path] = (),
     stop_reason: str = "",
+    extra_sections: Sequence[str] = (),
 ) -> Path:
     """Write ``report.md`` tying the run's numbers, plots and files together.
 
@@ -166,6 +167,7 @@ def write_report(
         facts: other lines for the summary (command, wall time, parameters, checkpoint used).
         plots: PNG files to embed (paths relative to the report are used).
         stop_reason: why training ended.
+        extra_sections: markdown sections placed before the file list (e.g. the diagnosis).
     """
     path = Path(path)
     lines = [f"# Run report: {title}", ""]
@@ -242,6 +244,9 @@ def write_report(
         ("tensorboard", "event files: `tensorboard --logdir <run dir>/tensorboard`"),
         ("results.json", "the final numbers as JSON"),
     ]
+    for section in extra_sections:
+        if section.strip():
+            lines += [section.rstrip(), ""]
     present = [(name, what) for name, what in files if (run / name).exists() or name == "results.json"]
     if present:
         lines += ["## Files", ""]

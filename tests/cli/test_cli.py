@@ -258,3 +258,9 @@ def test_python_dash_m_gradcraft_runs(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "fashion_quick" in done.stdout
+
+
+def test_monitor_is_on_by_default_and_its_diagnosis_reaches_the_report(finished_run: Path) -> None:
+    report = (finished_run / "report.md").read_text()
+    assert "## Diagnosis" in report
+    assert (finished_run / "diagnosis").is_dir()
