@@ -127,11 +127,14 @@ class Linear(Module):
         """Re-draw the weights (and bias) with this layer's ``init`` scheme."""
         init_affine(self.weight, self.bias, self.init, generator)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def _check_input(self, x: Tensor) -> None:
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"Expected input with last dimension {self.in_features}. Received: shape={tuple(x.shape)}"
             )
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
         return linear(x, self.weight, self.bias)
 
     def extra_repr(self) -> str:
@@ -196,7 +199,7 @@ class Maxout(Module):
         )
 
 
-class DropConnect(Module):
+class DropConnect(Linear):
     """A Linear layer whose *weights* are randomly dropped in training (Wan et al., 2013).
 
     Training: y = x (M ⊙ W)ᵀ / (1 − p) + b with M ~ Bernoulli(1 − p) drawn afresh for every
@@ -226,34 +229,17 @@ class DropConnect(Module):
         generator: np.random.Generator | None = None,
         dtype: Any = None,
     ) -> None:
-        super().__init__()
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
             raise ValueError(f"Expected a drop probability p in [0, 1). Received: p={p!r}")
         if mode not in ("inverted", "vanilla"):
             raise ValueError(f"Expected mode 'inverted' or 'vanilla'. Received: mode={mode!r}")
-        self.in_features = _check_features("in_features", in_features)
-        self.out_features = _check_features("out_features", out_features)
+        super().__init__(in_features, out_features, bias, init, generator, dtype)
         self.p = float(p)
         self.mode = mode
         self.generator = generator
-        dt = _dtype(dtype)
-        self.weight = Parameter(np.empty((self.out_features, self.in_features), dtype=dt))
-        if bias:
-            self.bias = Parameter(np.empty((self.out_features,), dtype=dt))
-        else:
-            self.register_parameter("bias", None)
-        self.init = init
-        self.reset_parameters(generator)
-
-    def reset_parameters(self, generator: np.random.Generator | None = None) -> None:
-        """Re-draw the weights (and bias) with this layer's ``init`` scheme."""
-        init_affine(self.weight, self.bias, self.init, generator)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim == 0 or x.shape[-1] != self.in_features:
-            raise ValueError(
-                f"Expected input with last dimension {self.in_features}. Received: shape={tuple(x.shape)}"
-            )
+        self._check_input(x)
         w = self.weight
         keep = 1.0 - self.p
         if self.training and self.p > 0:
