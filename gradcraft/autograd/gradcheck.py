@@ -65,17 +65,16 @@ def gradcheck(
         if not t.requires_grad:
             continue
         analytic = t.grad if t.grad is not None else np.zeros_like(t.data)
-        numeric = np.zeros_like(t.data)
-        flat = t.data.reshape(-1)
-        num_flat = numeric.reshape(-1)
-        for i in range(flat.size):
-            orig = flat[i]
-            flat[i] = orig + eps
+        numeric = np.zeros(t.shape)
+        # index element by element: the data may be a non-contiguous layout (e.g. channels-last)
+        for index in np.ndindex(*t.shape):
+            orig = t.data[index]
+            t.data[index] = orig + eps
             plus = loss()
-            flat[i] = orig - eps
+            t.data[index] = orig - eps
             minus = loss()
-            flat[i] = orig
-            num_flat[i] = (plus - minus) / (2 * eps)
+            t.data[index] = orig
+            numeric[index] = (plus - minus) / (2 * eps)
         err = np.abs(analytic - numeric) - (atol + rtol * np.abs(numeric))
         if err.size and (err.max() > 0 or not np.all(np.isfinite(analytic))):
             worst = np.unravel_index(int(np.nanargmax(np.where(np.isfinite(err), err, np.inf))), err.shape)

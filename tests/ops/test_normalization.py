@@ -83,3 +83,32 @@ def test_layer_norm_passes_gradcheck(rng):
 def test_layer_norm_rejects_mismatched_trailing_shape(rng):
     with pytest.raises(ValueError, match=r"trailing dimensions are \(5,\)"):
         layer_norm(gc.tensor(rng.standard_normal((2, 4))), 5)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_on_channels_last_input_matches_contiguous_input(training):
+    """Convolutions hand batch norm channels-last arrays; the memory order must not change results."""
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 4, 5, 6))
+    channels_last = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    assert not channels_last.flags.c_contiguous
+    weights = rng.standard_normal((3, 4, 5, 6))
+    results = []
+    for data in (np.ascontiguousarray(x), channels_last):
+        xt = gc.tensor(data, requires_grad=True)
+        w = gc.tensor(rng.standard_normal(4) * 0 + 1.5, requires_grad=True)
+        b = gc.tensor(np.full(4, 0.25), requires_grad=True)
+        rm, rv = np.full(4, 0.1), np.full(4, 2.0)
+        y = batch_norm(xt, rm, rv, w, b, training=training, momentum=0.1, eps=1e-5)
+        (y * gc.tensor(weights)).sum().backward()
+        results.append((y.numpy().copy(), xt.grad, w.grad, b.grad, rm, rv))
+    for ours, ref in zip(results[1], results[0]):
+        np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_batch_norm_on_channels_last_input_passes_gradcheck():
+    from gradcraft.autograd import gradcheck
+
+    x = np.ascontiguousarray(np.random.default_rng(6).standard_normal((2, 3, 3, 3)).transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    assert gradcheck(lambda t, w, b: batch_norm(t, None, None, w, b, training=True), [x, np.ones(3) * 1.3, np.zeros(3) + 0.2])
