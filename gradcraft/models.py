@@ -14,8 +14,9 @@ Named blocks (see :class:`gradcraft.config.ModelConfig` for the knobs):
 * ``resnet`` — conv3×3 → batch norm → activation → stages of residual basic blocks (stride 2 at
   each later stage's start) → global average pooling → (dropout) → linear.
 
-Weights of linear and conv layers are initialised by ``init`` with the gain of the chosen
-activation (``default`` keeps PyTorch's layer defaults); biases start at zero. This module
+Weights of linear and conv layers are initialised by ``init`` (He and orthogonal with the gain
+of the chosen activation, Xavier without a gain, the output layer with gain 1; ``default`` keeps
+PyTorch's layer defaults); biases start at zero. This module
 needs only NumPy: a plain dict works where pydantic is not installed.
 """
 
@@ -110,23 +111,31 @@ def _gain_name(activation: str) -> str:
 
 
 def _init_weights(model: nn.Module, scheme: str, activation: str) -> None:
-    """Apply ``scheme`` to every linear / conv weight (2-D or 4-D) and zero their biases."""
+    """Apply ``scheme`` to every linear / conv weight (2-D or 4-D) and zero their biases.
+
+    He (``kaiming_*``) and ``orthogonal`` use the gain of the hidden activation; Xavier uses
+    Glorot & Bengio's formula as the lectures state it, Var(W) = 2 / (fan_in + fan_out), with no
+    gain (so in a deep ReLU net it shrinks activations, which is the lectures' point). The last
+    weight layer feeds the loss, not an activation, so it always gets the linear gain (1):
+    the initial softmax loss is then close to ln C.
+    """
     if scheme == "default":
         return
     init = nn.init
-    gain_name = _gain_name(activation)
-    for module in model.modules():
-        weight = module._parameters.get("weight")
-        if weight is None or weight.ndim not in (2, 4):
-            continue
+    weighted = [
+        m for m in model.modules() if (w := m._parameters.get("weight")) is not None and w.ndim in (2, 4)
+    ]
+    for k, module in enumerate(weighted):
+        weight = module._parameters["weight"]
+        gain_name = "linear" if k == len(weighted) - 1 else _gain_name(activation)
         if scheme == "kaiming_normal":
             init.kaiming_normal_(weight, nonlinearity=gain_name)
         elif scheme == "kaiming_uniform":
             init.kaiming_uniform_(weight, nonlinearity=gain_name)
         elif scheme == "xavier_normal":
-            init.xavier_normal_(weight, gain=init.calculate_gain(gain_name))
+            init.xavier_normal_(weight)
         elif scheme == "xavier_uniform":
-            init.xavier_uniform_(weight, gain=init.calculate_gain(gain_name))
+            init.xavier_uniform_(weight)
         elif scheme == "lecun_normal":
             init.lecun_normal_(weight)
         elif scheme == "orthogonal":

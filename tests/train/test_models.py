@@ -59,11 +59,19 @@ def test_kaiming_init_has_the_he_variance_and_zero_bias() -> None:
     assert np.all(model[1].bias.numpy() == 0)
 
 
-def test_xavier_init_for_tanh_uses_its_gain() -> None:
+def test_xavier_init_is_glorots_formula_without_a_gain() -> None:
     gradcraft.manual_seed(0)
-    model = build_model({"widths": [400], "init": "xavier_normal", "activation": "tanh"}, (400,), 10)
+    model = build_model({"widths": [400], "init": "xavier_normal", "activation": "relu"}, (400,), 10)
     w = model[0].weight.numpy()
-    assert w.std() == pytest.approx(5 / 3 * np.sqrt(2 / 800), rel=0.05)
+    assert w.std() == pytest.approx(np.sqrt(2 / 800), rel=0.05)
+
+
+def test_output_layer_gets_the_linear_gain() -> None:
+    gradcraft.manual_seed(0)
+    model = build_model({"widths": [400], "init": "kaiming_normal", "activation": "relu"}, (400,), 10)
+    hidden, output = model[0].weight.numpy(), model[-1].weight.numpy()
+    assert hidden.std() == pytest.approx(np.sqrt(2 / 400), rel=0.05)
+    assert output.std() == pytest.approx(np.sqrt(1 / 400), rel=0.1)
 
 
 def test_default_init_keeps_pytorch_layer_defaults() -> None:
