@@ -3,7 +3,8 @@
 # the extras named as arguments (default: cli plot), plus the Fashion-MNIST files from the
 # distribution's package when apt is available and they are not there yet.
 #   bash scripts/setup.sh            # to train
-#   bash scripts/setup.sh dev        # to run the tests (adds PyTorch 2.13 CPU for parity tests)
+#   bash scripts/setup.sh dev        # to run the tests (adds PyTorch 2.13 CPU for parity tests,
+#                                    # Optuna, ONNX + ONNX Runtime and MPI for their tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,7 +12,7 @@ extras="cli,plot,log,fast"
 with_torch=0
 for arg in "$@"; do
     case "$arg" in
-        dev) extras="$extras,dev"; with_torch=1 ;;
+        dev) extras="$extras,dev,tune,onnxruntime,mpi"; with_torch=1 ;;
         *) extras="$extras,$arg" ;;
     esac
 done
