@@ -117,7 +117,9 @@ def make_batches(batch: int, count: int, seed: int = 0) -> list[tuple[np.ndarray
 def gradcraft_runner(name: str, batches: list) -> tuple[Callable[[int], None], Callable[[], None]]:
     import gradcraft as gc
     from gradcraft import nn, optim
+    from gradcraft.ops import accel
 
+    accel.tune_allocator()  # as Trainer.fit does
     gc.manual_seed(0)
     model = gradcraft_model(name)
     opt = optim.Adam(model.parameters(), lr=1e-3)

@@ -16,6 +16,7 @@ from typing import Any
 from gradcraft.autograd.function import Function
 from gradcraft.autograd.tensor import Tensor
 from gradcraft.backend import get_array_module
+from gradcraft.ops import accel
 
 __all__ = [
     "elu",
@@ -125,6 +126,10 @@ def erf_array(x: Any) -> Any:
     return out.astype(dtype, copy=False)
 
 
+#: Arrays smaller than this stay on the NumPy path (a kernel call costs a few microseconds).
+_FLAT_KERNEL_MIN = 1 << 14
+
+
 class ReLU(Function):
     """y = max(0, x);  dx = g · [y > 0] (the subgradient at 0 is 0, as PyTorch)."""
 
@@ -134,7 +139,16 @@ class ReLU(Function):
         return y
 
     def backward(self, g: Any) -> Any:
-        return g * (self.saved[0] > 0)
+        (y,) = self.saved
+        fast = accel.kernels("activation", g, y) if g.size >= _FLAT_KERNEL_MIN else None
+        if fast is not None and g.strides == y.strides:
+            flat = accel.flat_views(g, y)
+            if flat is not None:
+                dx = get_array_module(g).empty_like(y)
+                gf, yf = flat
+                accel.map_flat(fast.relu_backward, gf, yf, accel.flat_views(dx)[0])
+                return dx
+        return g * (y > 0)
 
 
 class Sigmoid(Function):

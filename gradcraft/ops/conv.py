@@ -75,6 +75,7 @@ from typing import Any
 from gradcraft.autograd.function import Function
 from gradcraft.autograd.tensor import Tensor
 from gradcraft.backend import get_array_module
+from gradcraft.ops import accel
 
 __all__ = [
     "BLOCK_BYTES",
@@ -519,6 +520,20 @@ def winograd_conv(buf: Any, u: Any, tiles_hw: IntPair, bias: Any = None) -> Any:
     tile_bytes = 16 * (c + o) * buf.itemsize
     budget = WINOGRAD_BLOCK_BYTES if xp.__name__ == "numpy" else n * th * tw * tile_bytes
     blocks = [blk for unit in blocks_of(n, th, tw, tile_bytes, budget) for blk in unit]
+    fast = accel.kernels("winograd", buf, u)
+    if fast is not None:
+        shift = xp.zeros(o, dtype=buf.dtype) if bias is None else bias.astype(buf.dtype, copy=False)
+
+        def compiled_body(i: int, scratch: dict) -> None:
+            n0, n1, t0, t1 = blocks[i]
+            v = _scratch_array(xp, scratch, "w_v", (16, (n1 - n0) * (t1 - t0) * tw, c), buf.dtype)
+            fast.input_transform(buf, n0, n1, t0, t1, tw, v)
+            m = _scratch_array(xp, scratch, "w_m", (16, v.shape[1], o), buf.dtype)
+            matmul_into(xp, v, u, m)
+            fast.output_transform(m, shift, n0, n1, t0, t1, tw, out)
+
+        parallel_for(xp, len(blocks), compiled_body)
+        return out
 
     def body(i: int, scratch: dict) -> None:
         n0, n1, t0, t1 = blocks[i]
@@ -551,10 +566,19 @@ def winograd_filter_grad(buf: Any, gbuf: Any, tiles_hw: IntPair) -> tuple[Any, A
     tile_bytes = 16 * (c + o) * buf.itemsize
     budget = WINOGRAD_BLOCK_BYTES if xp.__name__ == "numpy" else n * th * tw * tile_bytes
     blocks = [blk for unit in blocks_of(n, th, tw, tile_bytes, budget) for blk in unit]
+    fast = accel.kernels("winograd", buf, gbuf)
 
     def body(i: int, scratch: dict) -> None:
-        v = _winograd_input(xp, _tiles(xp, buf, blocks[i], tw, 4), scratch)
-        dm = _winograd_output_adjoint(xp, _tiles(xp, gbuf, blocks[i], tw, 2), scratch)
+        if fast is not None:
+            n0, n1, t0, t1 = blocks[i]
+            rows = (n1 - n0) * (t1 - t0) * tw
+            v = _scratch_array(xp, scratch, "w_v", (16, rows, c), buf.dtype)
+            fast.input_transform(buf, n0, n1, t0, t1, tw, v)
+            dm = _scratch_array(xp, scratch, "w_dm", (16, rows, o), gbuf.dtype)
+            fast.output_adjoint(gbuf, n0, n1, t0, t1, tw, dm)
+        else:
+            v = _winograd_input(xp, _tiles(xp, buf, blocks[i], tw, 4), scratch)
+            dm = _winograd_output_adjoint(xp, _tiles(xp, gbuf, blocks[i], tw, 2), scratch)
         du = xp.matmul(dm.transpose(0, 2, 1), v)  # (16, C_out, C): this order runs faster
         db = dm[5].sum(axis=0)
         if "du" in scratch:

@@ -21,9 +21,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from gradcraft.autograd.function import Function
 from gradcraft.autograd.tensor import Tensor
 from gradcraft.backend import get_array_module
+from gradcraft.ops import accel
+from gradcraft.ops.conv import parallel_for, sample_chunks
 
 __all__ = ["batch_norm", "layer_norm"]
 
@@ -38,6 +42,47 @@ def _channel_dot(xp: Any, a: Any, b: Any) -> Any:
         return xp.einsum("nc,nc->c", a, b)
     n, c = a.shape[:2]
     return xp.einsum("ncl,ncl->c", a.reshape(n, c, -1), b.reshape(n, c, -1))
+
+
+def _rows(x: Any) -> Any:
+    """(N, C, *) ``x`` as an (M, C) view of its memory when it is stored channels-last (always
+    for 2-D input), else None."""
+    if x.ndim == 2:
+        return x if x.flags.c_contiguous else None
+    moved = x.transpose(0, *range(2, x.ndim), 1)
+    return moved.reshape(-1, x.shape[1]) if moved.flags.c_contiguous else None
+
+
+class _RowKernels:
+    """The compiled batch-norm kernels applied to blocks of rows of (M, C) matrices, on the
+    worker threads (see :mod:`gradcraft.ops.accel`)."""
+
+    def __init__(self, kernels: Any, rows: int, channels: int, itemsize: int) -> None:
+        self.k = kernels
+        self.channels = channels
+        self.chunks = sample_chunks(np, rows, channels * itemsize)
+
+    def sums(self, kernel: Any, *arrays: Any, outputs: int = 1) -> list[Any]:
+        """Per-channel float64 sums ``kernel(*row_blocks, *accumulators)`` over all rows; arrays
+        with one row per channel-vector (shape (C,)) are passed whole."""
+
+        def body(i: int, scratch: dict) -> None:
+            if "acc" not in scratch:
+                scratch["acc"] = [np.zeros(self.channels) for _ in range(outputs)]
+            r0, r1 = self.chunks[i]
+            kernel(*(a[r0:r1] if a.ndim == 2 else a for a in arrays), *scratch["acc"])
+
+        parts = [p["acc"] for p in parallel_for(np, len(self.chunks), body) if "acc" in p]
+        return [sum(p[k] for p in parts) for k in range(outputs)]
+
+    def map(self, kernel: Any, *arrays: Any) -> None:
+        """``kernel(*row_blocks)`` over every block of rows (the last array is the output)."""
+
+        def body(i: int, _scratch: dict) -> None:
+            r0, r1 = self.chunks[i]
+            kernel(*(a[r0:r1] if a.ndim == 2 else a for a in arrays))
+
+        parallel_for(np, len(self.chunks), body)
 
 
 class BatchNorm(Function):
@@ -87,11 +132,17 @@ class BatchNorm(Function):
         self.training = training
         self.axes = axes
         self.bshape = bshape
+        self.m = m
+        x2 = _rows(x)
+        fast = accel.kernels("normalization", x) if x2 is not None and m > 0 else None
+        self.fast = None if fast is None else _RowKernels(fast, x2.shape[0], c, x.itemsize)
         if training:
             if m <= 1:
                 raise ValueError(
                     f"Expected more than 1 value per channel when training. Received: shape={tuple(x.shape)}"
                 )
+            if self.fast is not None:
+                return self._compiled_forward(x, x2, weight, bias, running_mean, running_var, momentum, eps)
             mean = x.mean(axis=axes)
             xhat = x - mean.reshape(bshape)
             var = _channel_dot(xp, xhat, xhat) / m
@@ -106,7 +157,6 @@ class BatchNorm(Function):
             y = xhat * weight.reshape(bshape) if weight is not None else xhat.copy()
             if bias is not None:
                 y += bias.reshape(bshape)
-            self.m = m
             self.save_for_backward(xhat, inv_std, weight)
             return y
         if running_mean is None or running_var is None:
@@ -116,9 +166,45 @@ class BatchNorm(Function):
         shift = -running_mean * scale
         if bias is not None:
             shift = shift + bias
-        y = x * scale.reshape(bshape)
-        y += shift.reshape(bshape)
+        if self.fast is not None:
+            y = xp.empty_like(x)
+            self.fast.map(self.fast.k.affine, x2, scale.astype(x.dtype), shift.astype(x.dtype), _rows(y))
+        else:
+            y = x * scale.reshape(bshape)
+            y += shift.reshape(bshape)
         self.save_for_backward(x, running_mean.copy(), inv_std, scale)
+        return y
+
+    def _compiled_forward(
+        self,
+        x: Any,
+        x2: Any,
+        weight: Any,
+        bias: Any,
+        running_mean: Any,
+        running_var: Any,
+        momentum: float,
+        eps: float,
+    ) -> Any:
+        """Training forward with the compiled kernels: two reading passes for μ and σ², one
+        writing pass for y; x itself (not x̂) is kept for backward."""
+        xp, m, fast = get_array_module(x), self.m, self.fast
+        (total,) = fast.sums(fast.k.column_sum, x2)
+        mean = (total / m).astype(x.dtype)
+        (sq,) = fast.sums(fast.k.centered_sq_sum, x2, mean)
+        var = (sq / m).astype(x.dtype)
+        inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
+        if running_mean is not None:
+            running_mean *= 1 - momentum
+            running_mean += momentum * mean
+        if running_var is not None:
+            running_var *= 1 - momentum
+            running_var += (momentum * m / (m - 1)) * var
+        scale = inv_std if weight is None else (weight * inv_std).astype(x.dtype)
+        shift = xp.zeros_like(mean) if bias is None else bias.astype(x.dtype)
+        y = xp.empty_like(x)
+        fast.map(fast.k.normalize, x2, mean, scale, shift, _rows(y))
+        self.save_for_backward(x, mean, inv_std, weight)
         return y
 
     def backward(self, g: Any) -> tuple[Any, Any, Any]:
@@ -135,6 +221,8 @@ class BatchNorm(Function):
             )
             gb = g.sum(axis=axes) if need_b else None
             return gx, gw, gb
+        if self.fast is not None:
+            return self._compiled_backward(g)
         xhat, inv_std, weight = self.saved
         sum_g = g.sum(axis=axes)
         sum_gx = _channel_dot(xp, g, xhat)
@@ -149,6 +237,32 @@ class BatchNorm(Function):
             work *= k.reshape(bshape)
             gx = work
         return gx, (sum_gx if need_w else None), (sum_g if need_b else None)
+
+    def _compiled_backward(self, g: Any) -> tuple[Any, Any, Any]:
+        """Training backward with the compiled kernels: one reading pass for Σg and Σg(x − μ),
+        one writing pass for dx."""
+        xp, m, fast = get_array_module(g), self.m, self.fast
+        x, mean, inv_std, weight = self.saved
+        need_x, need_w, need_b = self.needs_input_grad
+        g2 = _rows(g)
+        if g2 is None:
+            g2 = xp.ascontiguousarray(g.transpose(0, *range(2, g.ndim), 1)).reshape(-1, g.shape[1])
+        sum_g, sum_gxc = fast.sums(fast.k.grad_sums, g2, _rows(x), mean, outputs=2)
+        sum_gxhat = sum_gxc * inv_std  # Σ g x̂ = dγ
+        gx = None
+        if need_x:
+            k = inv_std.astype(np.float64) if weight is None else weight * inv_std.astype(np.float64)
+            c1 = k.astype(g.dtype)
+            c2 = (k * inv_std * sum_gxhat / m).astype(g.dtype)
+            c3 = (k * sum_g / m).astype(g.dtype)
+            gx = xp.empty_like(x)
+            fast.map(fast.k.normalize_backward, g2, _rows(x), mean, c1, c2, c3, _rows(gx))
+        dtype = g.dtype
+        return (
+            gx,
+            sum_gxhat.astype(dtype) if need_w else None,
+            sum_g.astype(dtype) if need_b else None,
+        )
 
 
 class LayerNorm(Function):

@@ -36,6 +36,7 @@ from gradcraft import backend
 from gradcraft.autograd.function import Function
 from gradcraft.autograd.tensor import Tensor
 from gradcraft.backend import get_array_module
+from gradcraft.ops import accel
 from gradcraft.ops.conv import IntPair, channels_last_padded, pair, parallel_for, sample_chunks
 
 __all__ = [
@@ -203,10 +204,13 @@ class MaxPool2d(Function):
             x, "max_pool2d", kernel_size, stride, padding, dilation, ceil_mode, True
         )
         n, c = x.shape[:2]
+        need = self.needs_input_grad[0]
+        fast = accel.kernels("pooling", x) if _is_channels_last(x) else None
+        if fast is not None:
+            return self._compiled_forward(fast, x, kernel, stride, dil, out_hw, pads, need)
         taps = _Taps(kernel, stride, dil, out_hw, _tiles(kernel, stride, dil, pads))
         src = taps.source(_padded(x, pads, -xp.inf))
         out = _like(src if not taps.tiles else x, (n, c, *out_hw))
-        need = self.needs_input_grad[0]
         idx = _like(out, out.shape, dtype=_index_dtype(xp, kernel[0] * kernel[1])) if need else None
 
         def body(n0: int, n1: int) -> None:
@@ -226,12 +230,57 @@ class MaxPool2d(Function):
         _for_chunks(x, body)
         self.save_for_backward(idx)
         self.geometry = (x.shape, _is_channels_last(x), taps, pads)
+        self.compiled = None
+        return out
+
+    def _compiled_forward(
+        self,
+        fast: Any,
+        x: Any,
+        kernel: IntPair,
+        stride: IntPair,
+        dil: IntPair,
+        out_hw: IntPair,
+        pads: tuple[IntPair, IntPair],
+        need: bool,
+    ) -> Any:
+        """One pass over a channels-last ``x`` with the compiled kernel (see :mod:`gradcraft.ops.accel`)."""
+        xp = get_array_module(x)
+        n, c = x.shape[:2]
+        out = _new(xp, (n, c, *out_hw), x.dtype, True)
+        idx = _new(xp, (n, c, *out_hw), _index_dtype(xp, kernel[0] * kernel[1]), True)
+        params = (*stride, *dil, pads[0][0], pads[1][0])
+        xl, ol, il = (a.transpose(0, 2, 3, 1) for a in (x, out, idx))
+        tiles2 = kernel == stride == (2, 2) and pads == ((0, 0), (0, 0)) and dil == (1, 1)
+        if tiles2:
+            _for_chunks(x, lambda n0, n1: fast.max_pool_2x2(xl[n0:n1], ol[n0:n1], il[n0:n1]))
+        else:
+            _for_chunks(
+                x, lambda n0, n1: fast.max_pool_forward(xl[n0:n1], ol[n0:n1], il[n0:n1], *kernel, *params)
+            )
+        self.save_for_backward(idx if need else None)
+        self.geometry = (x.shape, True, None, pads)
+        self.compiled = (fast, tiles2, (*kernel, *params))
         return out
 
     def backward(self, g: Any) -> Any:
         xp = get_array_module(g)
         (idx,) = self.saved
         x_shape, channels_last, taps, pads = self.geometry
+        if self.compiled is not None:
+            fast, tiles2, params = self.compiled
+            h, w = x_shape[2:]
+            dx = _new(xp, x_shape, g.dtype, True, zero=not tiles2 or h % 2 == 1 or w % 2 == 1)
+            gl, il, dl = (a.transpose(0, 2, 3, 1) for a in (g, idx, dx))
+            if gl.strides[3] != gl.itemsize:  # the kernels read whole channel rows
+                gl = xp.ascontiguousarray(gl)
+            if tiles2:
+                _for_chunks(g, lambda n0, n1: fast.max_pool_2x2_backward(gl[n0:n1], il[n0:n1], dl[n0:n1]))
+            else:
+                _for_chunks(
+                    g, lambda n0, n1: fast.max_pool_backward(gl[n0:n1], il[n0:n1], dl[n0:n1], *params)
+                )
+            return dx
         n, c, h, w = x_shape
         if taps.tiles:
             (ho, wo), (kh, kw) = taps.out, taps.kernel

@@ -39,6 +39,7 @@ import numpy as np
 from gradcraft import backend
 from gradcraft.autograd.grad_mode import no_grad
 from gradcraft.autograd.tensor import Tensor
+from gradcraft.ops import accel
 from gradcraft.train.callbacks import Callback
 from gradcraft.train.history import History
 from gradcraft.train.metrics import MetricAccumulator
@@ -336,6 +337,7 @@ class Trainer:
         if self.train_loader is None:
             raise ValueError("Trainer.fit needs a train_loader")
         self.epochs = int(epochs)
+        accel.tune_allocator()
         if resume_from is not None:
             self.load_checkpoint(resume_from)
             self.resumed = True

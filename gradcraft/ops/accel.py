@@ -1,0 +1,155 @@
+"""Optional compiled kernels for the memory-bound loops that NumPy runs in many passes.
+
+NumPy evaluates ``y = max(γ·(x − μ)·s + β, 0)`` or a Winograd tile transform as a chain of
+whole-array passes, each reading and writing the full tensor; on a CNN step these passes, not
+the GEMMs, are what separates a NumPy framework from PyTorch's fused kernels. When Numba is
+installed (the ``fast`` extra) the ops in :mod:`gradcraft.ops.pooling`,
+:mod:`gradcraft.ops.normalization` and :mod:`gradcraft.ops.conv` hand those loops to the
+single-pass kernels in :mod:`gradcraft.ops.kernels`; without it they run the NumPy code, which
+gives the same results (to float rounding) and is what the kernels are tested against.
+
+The kernels are compiled on first use (a few seconds, cached on disk afterwards), release the
+GIL, and run on the worker threads of :func:`gradcraft.ops.conv.parallel_for`, so the thread
+count is the one set for NumPy's BLAS. They work on NumPy arrays only; CuPy arrays always take
+the array-module path.
+
+Switches: the environment variable ``GRADCRAFT_NUMBA=0`` turns the kernels off for a process;
+:func:`use_numba` turns them on or off in a ``with`` block (tests run both paths).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+from collections.abc import Iterator
+from types import ModuleType
+from typing import Any
+
+__all__ = [
+    "flat_views",
+    "kernels",
+    "map_flat",
+    "numba_available",
+    "numba_enabled",
+    "tune_allocator",
+    "use_numba",
+]
+
+_ENV = "GRADCRAFT_NUMBA"
+
+
+class _State:
+    enabled: bool | None = None  # None: decided from the environment on first use
+    available: bool | None = None
+
+
+def numba_available() -> bool:
+    """True when Numba can be imported (checked once)."""
+    if _State.available is None:
+        try:
+            import numba  # noqa: F401
+        except ImportError:
+            _State.available = False
+        else:
+            _State.available = True
+    return _State.available
+
+
+def numba_enabled() -> bool:
+    """True when the compiled kernels are used: Numba is installed and not switched off."""
+    if _State.enabled is None:
+        _State.enabled = os.environ.get(_ENV, "1").strip().lower() not in {"0", "false", "no", "off"}
+    return _State.enabled and numba_available()
+
+
+@contextlib.contextmanager
+def use_numba(enabled: bool) -> Iterator[None]:
+    """Use (``True``) or bypass (``False``) the compiled kernels inside the block."""
+    before = _State.enabled
+    _State.enabled = bool(enabled)
+    try:
+        yield
+    finally:
+        _State.enabled = before
+
+
+def kernels(family: str, *arrays: Any) -> ModuleType | None:
+    """The kernel module ``gradcraft.ops.kernels.<family>``, or None when the kernels are off or
+    any of ``arrays`` is not a NumPy array (CuPy arrays use the array-module code)."""
+    if not numba_enabled():
+        return None
+    import numpy as np
+
+    if not all(isinstance(a, np.ndarray) for a in arrays):
+        return None
+    return importlib.import_module(f"gradcraft.ops.kernels.{family}")
+
+
+def flat_views(*arrays: Any) -> list[Any] | None:
+    """1-D views of arrays that share one memory layout, element i of each being the same
+    logical element; None unless every array is dense (contiguous in some axis order) with the
+    same strides."""
+    first = arrays[0]
+    if any(a.shape != first.shape or a.strides != first.strides for a in arrays):
+        return None
+    if first.flags.c_contiguous:
+        return [a.reshape(-1) for a in arrays]
+    order = sorted(range(first.ndim), key=lambda axis: -abs(first.strides[axis]))
+    moved = [a.transpose(order) for a in arrays]
+    if not moved[0].flags.c_contiguous:
+        return None
+    return [a.reshape(-1) for a in moved]
+
+
+def map_flat(kernel: Any, *flat: Any) -> None:
+    """``kernel(*blocks)`` over blocks of equal-length 1-D arrays, on the worker threads."""
+    import numpy as np
+
+    from gradcraft.ops.conv import parallel_for, sample_chunks
+
+    size = flat[0].shape[0]
+    chunks = sample_chunks(np, size, flat[0].itemsize)
+
+    def body(i: int, _scratch: dict) -> None:
+        lo, hi = chunks[i]
+        kernel(*(a[lo:hi] for a in flat))
+
+    parallel_for(np, len(chunks), body)
+
+
+class _Allocator:
+    tuned = False
+
+
+def tune_allocator() -> bool:
+    """Keep freed large arrays in the C heap for reuse (glibc only; idempotent).
+
+    By default glibc serves every allocation above ~128 KiB–32 MiB with a fresh ``mmap`` and
+    returns it on ``free``, so each activation of a training step costs the kernel a page
+    fault and a zero-fill per 4 KiB page (≈ 13,000 faults and 50–60 ms of system time per
+    step of the CNN recipe). Raising the mmap and trim thresholds lets the next step reuse the
+    same memory; the resident size then stays at its peak instead of breathing with each
+    step. Called by :meth:`gradcraft.train.Trainer.fit`; ``GRADCRAFT_MALLOC_TUNING=0`` turns
+    it off. Returns True when the setting was applied.
+    """
+    if _Allocator.tuned:
+        return True
+    if os.environ.get("GRADCRAFT_MALLOC_TUNING", "1").strip().lower() in {"0", "false", "no", "off"}:
+        return False
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, ...)
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    # 32 MiB is the largest mmap threshold glibc accepts on 64-bit systems
+    ok = mallopt(m_mmap_threshold, 1 << 25) == 1 and mallopt(m_trim_threshold, 1 << 30) == 1
+    _Allocator.tuned = ok
+    return ok

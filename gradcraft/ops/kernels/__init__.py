@@ -1,0 +1,23 @@
+"""Numba kernels behind :mod:`gradcraft.ops.accel` (imported only when Numba is installed).
+
+Each module holds the single-pass loops of one op family. Kernels are compiled with
+``nogil=True`` (they run on the worker threads of :func:`gradcraft.ops.conv.parallel_for`),
+``cache=True`` (compiled once per machine) and the floating-point relaxations that allow
+vectorised sums (reassociation, contraction) but keep IEEE NaN and infinity semantics, so a
+diverging run still produces the NaN that stops it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+#: LLVM fast-math flags: reorder and fuse arithmetic, but never assume values are finite.
+FASTMATH = {"reassoc", "contract", "nsz"}
+
+
+def jit(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Compile ``fn`` as a GIL-free, disk-cached Numba kernel."""
+    import numba
+
+    return numba.njit(nogil=True, cache=True, fastmath=FASTMATH)(fn)

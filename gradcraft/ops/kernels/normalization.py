@@ -1,0 +1,79 @@
+"""Batch-norm kernels over channels-last data viewed as a matrix x (M, C), M = N·H·W.
+
+Per-channel sums accumulate in float64 (one partial sum per block of rows; the caller adds
+the blocks), so a float32 batch of 10⁵ rows keeps its statistics to float32 precision.
+Forward: μ = Σx/M, σ² = Σ(x − μ)²/M, y = (x − μ)·s + β with s = γ/√(σ² + ε).
+Backward: dx = c₁·g − c₂·(x − μ) − c₃ with per-channel c₁ = γ/√(σ² + ε),
+c₂ = c₁·Σ g(x − μ)/(M(σ² + ε)), c₃ = c₁·Σg/M (the fused formula of
+:class:`gradcraft.ops.normalization.BatchNorm`, with x̂ recomputed from x instead of stored).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gradcraft.ops.kernels import jit
+
+__all__ = ["affine", "centered_sq_sum", "column_sum", "grad_sums", "normalize", "normalize_backward"]
+
+
+@jit
+def column_sum(x: Any, out: Any) -> None:
+    """out[c] += Σ_rows x[r, c]  (out float64)."""
+    for r in range(x.shape[0]):
+        row = x[r]
+        for c in range(x.shape[1]):
+            out[c] += row[c]
+
+
+@jit
+def centered_sq_sum(x: Any, mean: Any, out: Any) -> None:
+    """out[c] += Σ_rows (x[r, c] − mean[c])²  (out float64)."""
+    for r in range(x.shape[0]):
+        row = x[r]
+        for c in range(x.shape[1]):
+            d = row[c] - mean[c]
+            out[c] += d * d
+
+
+@jit
+def normalize(x: Any, mean: Any, scale: Any, shift: Any, y: Any) -> None:
+    """y = (x − mean)·scale + shift, per column."""
+    for r in range(x.shape[0]):
+        row = x[r]
+        out = y[r]
+        for c in range(x.shape[1]):
+            out[c] = (row[c] - mean[c]) * scale[c] + shift[c]
+
+
+@jit
+def affine(x: Any, scale: Any, shift: Any, y: Any) -> None:
+    """y = x·scale + shift, per column (batch norm in evaluation mode)."""
+    for r in range(x.shape[0]):
+        row = x[r]
+        out = y[r]
+        for c in range(x.shape[1]):
+            out[c] = row[c] * scale[c] + shift[c]
+
+
+@jit
+def grad_sums(g: Any, x: Any, mean: Any, sum_g: Any, sum_gx: Any) -> None:
+    """sum_g[c] += Σ g[r, c];  sum_gx[c] += Σ g[r, c]·(x[r, c] − mean[c])  (float64 outputs)."""
+    for r in range(g.shape[0]):
+        grow = g[r]
+        xrow = x[r]
+        for c in range(g.shape[1]):
+            v = grow[c]
+            sum_g[c] += v
+            sum_gx[c] += v * (xrow[c] - mean[c])
+
+
+@jit
+def normalize_backward(g: Any, x: Any, mean: Any, c1: Any, c2: Any, c3: Any, dx: Any) -> None:
+    """dx = c1·g − c2·(x − mean) − c3, per column."""
+    for r in range(g.shape[0]):
+        grow = g[r]
+        xrow = x[r]
+        out = dx[r]
+        for c in range(g.shape[1]):
+            out[c] = c1[c] * grow[c] - c2[c] * (xrow[c] - mean[c]) - c3[c]

@@ -1,0 +1,140 @@
+"""Winograd F(2×2, 3×3) tile transforms (see :mod:`gradcraft.ops.conv` for the matrices).
+
+A block is the tiles of samples [n0, n1) and tile rows [t0, t1), all t_w tile columns; tile
+(b, t, s) is row ((b − n0)·(t1 − t0) + t − t0)·t_w + s of the (16, T, C) transformed arrays.
+Each kernel loads one tile's values for a run of channels, transforms them in registers and
+stores the results, instead of the eight whole-block NumPy passes of the reference code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gradcraft.ops.kernels import jit
+
+__all__ = ["input_transform", "output_adjoint", "output_transform"]
+
+
+@jit
+def input_transform(buf: Any, n0: int, n1: int, t0: int, t1: int, tw: int, v: Any) -> None:
+    """V = Bᵀ d B for the 4×4 input tiles d = buf[b, 2t : 2t + 4, 2s : 2s + 4, :] of the block.
+
+    buf: (N, H, W, C) channels-last; v: (16, T, C), entry 4a + b holding (Bᵀ d B)[a, b].
+    """
+    c = buf.shape[3]
+    rows = t1 - t0
+    for b in range(n0, n1):
+        for t in range(t0, t1):
+            for s in range(tw):
+                k = ((b - n0) * rows + t - t0) * tw + s
+                d0 = buf[b, 2 * t, 2 * s : 2 * s + 4]
+                d1 = buf[b, 2 * t + 1, 2 * s : 2 * s + 4]
+                d2 = buf[b, 2 * t + 2, 2 * s : 2 * s + 4]
+                d3 = buf[b, 2 * t + 3, 2 * s : 2 * s + 4]
+                for ch in range(c):
+                    # rows: Bᵀ d, column by column
+                    a00 = d0[0, ch] - d2[0, ch]
+                    a01 = d0[1, ch] - d2[1, ch]
+                    a02 = d0[2, ch] - d2[2, ch]
+                    a03 = d0[3, ch] - d2[3, ch]
+                    a10 = d1[0, ch] + d2[0, ch]
+                    a11 = d1[1, ch] + d2[1, ch]
+                    a12 = d1[2, ch] + d2[2, ch]
+                    a13 = d1[3, ch] + d2[3, ch]
+                    a20 = d2[0, ch] - d1[0, ch]
+                    a21 = d2[1, ch] - d1[1, ch]
+                    a22 = d2[2, ch] - d1[2, ch]
+                    a23 = d2[3, ch] - d1[3, ch]
+                    a30 = d1[0, ch] - d3[0, ch]
+                    a31 = d1[1, ch] - d3[1, ch]
+                    a32 = d1[2, ch] - d3[2, ch]
+                    a33 = d1[3, ch] - d3[3, ch]
+                    # columns: (Bᵀ d) B
+                    v[0, k, ch] = a00 - a02
+                    v[1, k, ch] = a01 + a02
+                    v[2, k, ch] = a02 - a01
+                    v[3, k, ch] = a01 - a03
+                    v[4, k, ch] = a10 - a12
+                    v[5, k, ch] = a11 + a12
+                    v[6, k, ch] = a12 - a11
+                    v[7, k, ch] = a11 - a13
+                    v[8, k, ch] = a20 - a22
+                    v[9, k, ch] = a21 + a22
+                    v[10, k, ch] = a22 - a21
+                    v[11, k, ch] = a21 - a23
+                    v[12, k, ch] = a30 - a32
+                    v[13, k, ch] = a31 + a32
+                    v[14, k, ch] = a32 - a31
+                    v[15, k, ch] = a31 - a33
+
+
+@jit
+def output_transform(m: Any, bias: Any, n0: int, n1: int, t0: int, t1: int, tw: int, out: Any) -> None:
+    """Y = Aᵀ M A + bias written to the 2×2 output tiles out[b, 2t : 2t + 2, 2s : 2s + 2, :].
+
+    m: (16, T, C_out); bias: (C_out,); out: (N, 2·t_h, 2·t_w, C_out).
+    """
+    c = m.shape[2]
+    rows = t1 - t0
+    for b in range(n0, n1):
+        for t in range(t0, t1):
+            for s in range(tw):
+                k = ((b - n0) * rows + t - t0) * tw + s
+                y0 = out[b, 2 * t, 2 * s : 2 * s + 2]
+                y1 = out[b, 2 * t + 1, 2 * s : 2 * s + 2]
+                for ch in range(c):
+                    # rows: Aᵀ M
+                    r00 = m[0, k, ch] + m[4, k, ch] + m[8, k, ch]
+                    r01 = m[1, k, ch] + m[5, k, ch] + m[9, k, ch]
+                    r02 = m[2, k, ch] + m[6, k, ch] + m[10, k, ch]
+                    r03 = m[3, k, ch] + m[7, k, ch] + m[11, k, ch]
+                    r10 = m[4, k, ch] - m[8, k, ch] - m[12, k, ch]
+                    r11 = m[5, k, ch] - m[9, k, ch] - m[13, k, ch]
+                    r12 = m[6, k, ch] - m[10, k, ch] - m[14, k, ch]
+                    r13 = m[7, k, ch] - m[11, k, ch] - m[15, k, ch]
+                    # columns: (Aᵀ M) A
+                    y0[0, ch] = r00 + r01 + r02 + bias[ch]
+                    y0[1, ch] = r01 - r02 - r03 + bias[ch]
+                    y1[0, ch] = r10 + r11 + r12 + bias[ch]
+                    y1[1, ch] = r11 - r12 - r13 + bias[ch]
+
+
+@jit
+def output_adjoint(g: Any, n0: int, n1: int, t0: int, t1: int, tw: int, dm: Any) -> None:
+    """dM = A G Aᵀ for the 2×2 output-gradient tiles G = g[b, 2t : 2t + 2, 2s : 2s + 2, :]
+    (the adjoint of :func:`output_transform`); dm: (16, T, C_out)."""
+    c = g.shape[3]
+    rows = t1 - t0
+    for b in range(n0, n1):
+        for t in range(t0, t1):
+            for s in range(tw):
+                k = ((b - n0) * rows + t - t0) * tw + s
+                g0 = g[b, 2 * t, 2 * s : 2 * s + 2]
+                g1 = g[b, 2 * t + 1, 2 * s : 2 * s + 2]
+                for ch in range(c):
+                    # rows: A G (A = [[1, 0], [1, 1], [1, −1], [0, −1]])
+                    r00 = g0[0, ch]
+                    r01 = g0[1, ch]
+                    r10 = g0[0, ch] + g1[0, ch]
+                    r11 = g0[1, ch] + g1[1, ch]
+                    r20 = g0[0, ch] - g1[0, ch]
+                    r21 = g0[1, ch] - g1[1, ch]
+                    r30 = -g1[0, ch]
+                    r31 = -g1[1, ch]
+                    # columns: (A G) Aᵀ
+                    dm[0, k, ch] = r00
+                    dm[1, k, ch] = r00 + r01
+                    dm[2, k, ch] = r00 - r01
+                    dm[3, k, ch] = -r01
+                    dm[4, k, ch] = r10
+                    dm[5, k, ch] = r10 + r11
+                    dm[6, k, ch] = r10 - r11
+                    dm[7, k, ch] = -r11
+                    dm[8, k, ch] = r20
+                    dm[9, k, ch] = r20 + r21
+                    dm[10, k, ch] = r20 - r21
+                    dm[11, k, ch] = -r21
+                    dm[12, k, ch] = r30
+                    dm[13, k, ch] = r30 + r31
+                    dm[14, k, ch] = r30 - r31
+                    dm[15, k, ch] = -r31

@@ -1,0 +1,220 @@
+"""The compiled kernels (gradcraft.ops.accel) against the NumPy code they replace.
+
+Every test runs the same computation with the kernels switched off and on and asserts equal
+results; the NumPy path is itself checked against finite differences and PyTorch elsewhere.
+Kernel paths are taken for channels-last NumPy input, so the inputs here are channels-last.
+"""
+
+import numpy as np
+import pytest
+
+import gradcraft as gc
+from gradcraft.autograd import gradcheck
+from gradcraft.ops import accel
+from gradcraft.ops.conv import conv2d
+from gradcraft.ops.normalization import batch_norm
+from gradcraft.ops.pooling import max_pool2d
+
+pytestmark = pytest.mark.skipif(not accel.numba_available(), reason="the kernels need Numba (the 'fast' extra)")
+
+
+def channels_last(x):
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+@pytest.fixture
+def used(monkeypatch):
+    """The kernel families the ops actually ran (so a test cannot pass on the NumPy path twice)."""
+    families = set()
+    original = accel.kernels
+
+    def spy(family, *arrays):
+        module = original(family, *arrays)
+        if module is not None:
+            families.add(family)
+        return module
+
+    monkeypatch.setattr(accel, "kernels", spy)
+    return families
+
+
+def run_both(fn, arrays, grad_seed=0):
+    """fn's output and the gradients of Σ w ⊙ fn(...) for every input, without and with kernels."""
+    results = []
+    for enabled in (False, True):
+        with accel.use_numba(enabled):
+            tensors = [gc.tensor(a.copy(order="K"), requires_grad=True) for a in arrays]
+            out = fn(*tensors)
+            weights = np.random.default_rng(grad_seed).standard_normal(out.shape).astype(out.dtype)
+            (out * gc.tensor(weights)).sum().backward()
+            results.append((out.numpy().copy(), [t.grad for t in tensors]))
+    return results
+
+
+def assert_same(results, rtol, atol):
+    (ref, ref_grads), (ours, our_grads) = results
+    np.testing.assert_allclose(ours, ref, rtol=rtol, atol=atol)
+    for g_ours, g_ref in zip(our_grads, ref_grads):
+        if g_ref is None:  # an input the function ignores
+            assert g_ours is None
+        else:
+            np.testing.assert_allclose(g_ours, g_ref, rtol=rtol, atol=atol)
+
+
+def test_kernels_are_off_for_non_numpy_arrays_and_when_disabled():
+    with accel.use_numba(False):
+        assert accel.kernels("pooling", np.zeros(2)) is None
+    with accel.use_numba(True):
+        assert accel.kernels("pooling", np.zeros(2)) is not None
+        assert accel.kernels("pooling", np.zeros(2), [1.0]) is None
+
+
+def test_environment_variable_switches_kernels_off(monkeypatch):
+    monkeypatch.setattr(accel._State, "enabled", None)
+    monkeypatch.setenv("GRADCRAFT_NUMBA", "0")
+    assert not accel.numba_enabled()
+    monkeypatch.setattr(accel._State, "enabled", None)
+    monkeypatch.setenv("GRADCRAFT_NUMBA", "1")
+    assert accel.numba_enabled()
+
+
+def test_flat_views_follow_memory_order_and_refuse_mixed_layouts():
+    x = channels_last(np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5))
+    (flat,) = accel.flat_views(x)
+    np.testing.assert_array_equal(flat, x.transpose(0, 2, 3, 1).reshape(-1))
+    assert np.shares_memory(flat, x)
+    assert accel.flat_views(x, np.ascontiguousarray(x)) is None
+    assert accel.flat_views(x[:, :, ::2]) is None
+
+
+def test_tune_allocator_is_idempotent():
+    first = accel.tune_allocator()
+    assert accel.tune_allocator() == first
+
+
+# ---------------------------------------------------------------------------- max pooling
+# (shape, kernel, stride, padding, dilation, ceil_mode)
+POOL_CONFIGS = [
+    ((3, 5, 8, 6), 2, None, 0, 1, False),  # the 2×2 kernel
+    ((2, 4, 7, 5), 2, None, 0, 1, False),  # 2×2 with a leftover row and column
+    ((2, 3, 7, 7), 3, 2, 1, 1, False),  # overlapping, padded
+    ((2, 3, 7, 6), (3, 2), (2, 1), (1, 0), 1, False),
+    ((1, 4, 9, 9), 2, 2, 0, 2, False),  # dilated
+    ((2, 3, 5, 6), 2, None, 0, 1, True),  # ceil mode
+    ((1, 2, 6, 5), 3, 2, 1, 1, True),
+]
+
+
+@pytest.mark.parametrize("cfg", POOL_CONFIGS, ids=lambda c: "-".join(map(str, c)).replace(" ", ""))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_pool_kernel_matches_numpy_path(cfg, dtype, used):
+    shape, k, s, p, d, ceil = cfg
+    x = channels_last(np.random.default_rng(1).standard_normal(shape).astype(dtype))
+    results = run_both(lambda t: max_pool2d(t, k, s, p, d, ceil), [x])
+    np.testing.assert_array_equal(results[1][0], results[0][0])
+    assert_same(results, rtol=1e-6, atol=1e-6)  # overlapping windows add gradients in another order
+    assert used == {"pooling"}
+
+
+def test_max_pool_kernel_routes_ties_to_the_first_maximum(used):
+    x = channels_last(np.maximum(np.random.default_rng(2).standard_normal((4, 6, 8, 8)), 0).astype(np.float32))
+    x[:, :, :2, :2] = 0.0  # whole windows of ReLU zeros
+    assert_same(run_both(lambda t: max_pool2d(t, 2), [x]), rtol=0, atol=0)
+    assert_same(run_both(lambda t: max_pool2d(t, 3, 1, 1), [x]), rtol=1e-6, atol=1e-6)
+    assert used == {"pooling"}
+
+
+def test_max_pool_kernel_propagates_nan():
+    x = channels_last(np.random.default_rng(3).standard_normal((1, 2, 4, 4)).astype(np.float32))
+    x[0, 1, 1, 0] = np.nan
+    for args in ((2,), (3, 1, 1)):
+        with accel.use_numba(True):
+            out = max_pool2d(gc.tensor(x), *args).numpy()
+        with accel.use_numba(False):
+            ref = max_pool2d(gc.tensor(x), *args).numpy()
+        np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
+        assert np.isnan(out).any()
+
+
+@pytest.mark.parametrize("cfg", [POOL_CONFIGS[0], POOL_CONFIGS[2], POOL_CONFIGS[5]])
+def test_max_pool_kernel_passes_gradcheck(cfg):
+    shape, k, s, p, d, ceil = cfg
+    values = np.random.default_rng(4).permutation(np.prod(shape)).reshape(shape) * 0.1 - 1.0
+    with accel.use_numba(True):
+        assert gradcheck(lambda t: max_pool2d(t, k, s, p, d, ceil), [channels_last(values)])
+
+
+# ---------------------------------------------------------------------------- batch norm
+@pytest.mark.parametrize("shape", [(4, 6, 5, 7), (64, 3)])
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_kernels_match_numpy_path(shape, affine, training, used):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape).astype(np.float32) * 3 + 2
+    if x.ndim == 4:
+        x = channels_last(x)
+    c = shape[1]
+    gamma = (rng.standard_normal(c) + 1).astype(np.float32)
+    beta = rng.standard_normal(c).astype(np.float32)
+    stats = []
+
+    def fn(t, w, b):
+        rm, rv = np.full(c, 0.5, np.float32), np.full(c, 2.0, np.float32)
+        stats.append((rm, rv))
+        return batch_norm(t, rm, rv, w if affine else None, b if affine else None, training=training)
+
+    results = run_both(fn, [x, gamma, beta])
+    assert_same(results, rtol=2e-5, atol=2e-5)
+    for ours, ref in zip(stats[1], stats[0]):
+        np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6)
+    assert used == {"normalization"}
+
+
+def test_batch_norm_kernel_handles_gradient_in_another_layout(used):
+    x = channels_last(np.random.default_rng(6).standard_normal((3, 4, 5, 5)).astype(np.float32))
+
+    def fn(t):  # the gradient reaching batch norm comes back C-ordered through the reshape
+        return batch_norm(t, None, None, training=True).reshape(3, -1)
+
+    assert_same(run_both(fn, [x]), rtol=1e-5, atol=1e-5)
+    assert "normalization" in used
+
+
+def test_batch_norm_kernels_pass_gradcheck():
+    x = channels_last(np.random.default_rng(7).standard_normal((3, 4, 3, 3)))
+    with accel.use_numba(True):
+        assert gradcheck(
+            lambda t, w, b: batch_norm(t, None, None, w, b, training=True),
+            [x, np.linspace(0.5, 1.5, 4), np.linspace(-0.2, 0.3, 4)],
+        )
+
+
+# ---------------------------------------------------------------------------- Winograd convolution
+@pytest.mark.parametrize(
+    ("shape", "out_channels", "padding", "bias"),
+    [((2, 8, 6, 6), 5, 1, True), ((3, 9, 7, 5), 4, 1, False), ((1, 8, 8, 7), 3, 0, True), ((2, 8, 5, 5), 6, 2, True)],
+)
+def test_winograd_kernels_match_numpy_path(shape, out_channels, padding, bias, used):
+    rng = np.random.default_rng(8)
+    x = channels_last(rng.standard_normal(shape).astype(np.float32))
+    w = rng.standard_normal((out_channels, shape[1], 3, 3)).astype(np.float32) * 0.2
+    b = rng.standard_normal(out_channels).astype(np.float32)
+    results = run_both(lambda t, wt, bt: conv2d(t, wt, bt if bias else None, padding=padding), [x, w, b])
+    assert_same(results, rtol=1e-4, atol=1e-4)
+    assert "winograd" in used
+
+
+def test_winograd_kernels_pass_gradcheck():
+    rng = np.random.default_rng(9)
+    x = channels_last(rng.standard_normal((2, 8, 5, 4)))
+    with accel.use_numba(True):
+        assert gradcheck(lambda t, w, b: conv2d(t, w, b, padding=1), [x, rng.standard_normal((3, 8, 3, 3)), rng.standard_normal(3)])
+
+
+# ---------------------------------------------------------------------------- ReLU
+def test_relu_backward_kernel_matches_numpy_path(used):
+    x = channels_last(np.random.default_rng(10).standard_normal((8, 16, 12, 12)).astype(np.float32))
+    x[0, 0, 0, :4] = 0.0
+    results = run_both(lambda t: t.relu() * 2.0, [x])
+    assert_same(results, rtol=0, atol=0)
+    assert used == {"activation"}
