@@ -8,6 +8,7 @@
     gradcraft train --resume runs/try1                  # continue a stopped run exactly
     gradcraft eval runs/try1 [--tta]                    # test accuracy of its best checkpoint
     gradcraft predict runs/try1 shirt.png more.npy      # classify images
+    gradcraft export runs/try1 --onnx model.onnx        # ONNX or PyTorch-format weights
     gradcraft diagnose fashion_mlp                      # the babysitting checklist, before training
     gradcraft ablate fashion_mlp --vary model.activation=relu,tanh --budget epochs=2
 
@@ -292,6 +293,9 @@ def _build_app() -> Any:
             print(f"{name:<{width}}  {description}")
         print("\ntrain one with: gradcraft train NAME   (copy and edit the YAML to make your own)")
 
+    from gradcraft.io.export_command import register_export_command
+
+    register_export_command(app)
     return app
 
 
