@@ -11,6 +11,7 @@
     gradcraft export runs/try1 --onnx model.onnx        # ONNX or PyTorch-format weights
     gradcraft diagnose fashion_mlp                      # the babysitting checklist, before training
     gradcraft ablate fashion_mlp --vary model.activation=relu,tanh --budget epochs=2
+    gradcraft tune fashion_mlp --space recipes/spaces/fashion_mlp.yaml --trials 20   # hyperparameter search
 
 Also ``python -m gradcraft ...``. Needs the ``cli`` extra: ``pip install "gradcraft[cli]"``.
 Exit status: 0 on success, 2 for a bad recipe or usage, 1 for other errors (a missing file, a
@@ -296,6 +297,9 @@ def _build_app() -> Any:
     from gradcraft.io.export_command import register_export_command
 
     register_export_command(app)
+    from gradcraft.tune.command import register_tune_command
+
+    register_tune_command(app)
     return app
 
 
