@@ -31,7 +31,14 @@ from gradcraft.autograd.creation import (
     zeros,
     zeros_like,
 )
-from gradcraft.backend import default_dtype, get_rng_state, manual_seed, set_default_dtype, set_rng_state
+from gradcraft.backend import (
+    default_dtype,
+    device,
+    get_rng_state,
+    manual_seed,
+    set_default_dtype,
+    set_rng_state,
+)
 from gradcraft.ops import (
     abs,
     argmax,
@@ -64,7 +71,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Function", "Tensor", "__version__", "abs", "arange", "argmax", "argmin", "cat", "clip",
-    "concatenate", "default_dtype", "empty", "enable_grad", "exp", "eye", "float32", "float64",
+    "concatenate", "default_dtype", "device", "empty", "enable_grad", "exp", "eye", "float32", "float64",
     "full", "full_like", "get_rng_state", "gradcheck", "is_grad_enabled", "linspace", "log",
     "log_softmax", "logsumexp", "manual_seed", "matmul", "maximum", "mean", "minimum",
     "no_grad", "ones", "ones_like", "ops", "rand", "randint", "randn", "randn_like", "relu",

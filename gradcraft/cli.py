@@ -7,6 +7,7 @@
     gradcraft train my.yaml --set optimizer.lr=0.01 --set epochs=5 --out runs/try1
     gradcraft train --resume runs/try1                  # continue a stopped run exactly
     gradcraft eval runs/try1 [--tta]                    # test accuracy of its best checkpoint
+    gradcraft eval runs/a runs/b runs/c --ensemble      # each model's accuracy and the ensemble's
     gradcraft predict runs/try1 shirt.png more.npy      # classify images
     gradcraft export runs/try1 --onnx model.onnx        # ONNX or PyTorch-format weights
     gradcraft diagnose fashion_mlp                      # the babysitting checklist, before training
@@ -100,6 +101,35 @@ def _read_inputs(
     return x, names
 
 
+def _evaluate_ensemble(typer: Any, run_dirs: list[Path], checkpoint: str, combine: str, tta: bool) -> None:
+    """``gradcraft eval RUN… --ensemble``: a table of each member's and the ensemble's accuracy."""
+    import numpy as np
+
+    from gradcraft.data import DataLoader
+    from gradcraft.ensemble import COMBINE_RULES, Ensemble, load_members
+
+    if tta:
+        raise typer.BadParameter("--tta cannot be combined with --ensemble")
+    if checkpoint not in ("best", "last", "snapshots"):
+        raise typer.BadParameter(f"--checkpoint must be best, last or snapshots, not {checkpoint!r}")
+    if combine not in COMBINE_RULES:
+        raise typer.BadParameter(f"--combine must be {', '.join(COMBINE_RULES)}, not {combine!r}")
+    members, test, _ = load_members(run_dirs, checkpoint)
+    if len(members) < 2:
+        raise typer.BadParameter(
+            "--ensemble needs at least two members: give several run directories, or "
+            "--checkpoint snapshots for a run with several snapshots"
+        )
+    ens = Ensemble(members, combine=combine)
+    loader = DataLoader(test, batch_size=1000, generator=np.random.default_rng(0))
+    result = ens.evaluate(loader)
+    print(
+        f"ensemble of {len(members)} models on the test split of {run_dirs[0]} ({result.n} examples), "
+        f"combining by {combine}:"
+    )
+    print(result.table())
+
+
 def _build_app() -> Any:
     typer = _require_typer()
     app = typer.Typer(
@@ -174,15 +204,38 @@ def _build_app() -> Any:
 
     @app.command("eval")
     def evaluate(
-        run_dir: Path = typer.Argument(..., help="A run directory written by 'gradcraft train'."),  # noqa: B008 - typer declares options in defaults
+        run_dirs: list[Path] = typer.Argument(  # noqa: B008 - typer declares options in defaults
+            ..., help="A run directory written by 'gradcraft train' (several with --ensemble)."
+        ),
         tta: bool = typer.Option(False, "--tta", help="Average predictions over the recipe's tta views."),
-        checkpoint: str = typer.Option("best", "--checkpoint", help="best | last"),
+        checkpoint: str = typer.Option(
+            "best", "--checkpoint", help="best | last | snapshots (every snapshot of a run; with --ensemble)"
+        ),
+        ensemble: bool = typer.Option(
+            False, "--ensemble", help="Evaluate the runs together: each member's accuracy and the ensemble's."
+        ),
+        combine: str = typer.Option(
+            "mean_prob", "--combine", help="With --ensemble: mean_prob | mean_logit | vote."
+        ),
     ) -> None:
-        """Test-split accuracy, per-class accuracy and confusion matrix of a run's checkpoint."""
+        """Test-split accuracy, per-class accuracy and confusion matrix of a run's checkpoint.
+
+        With --ensemble: several runs (`gradcraft eval RUN1 RUN2 RUN3 --ensemble`), or the
+        snapshots of one run (`gradcraft eval RUN --ensemble --checkpoint snapshots`), predict
+        together; prints each member's accuracy and the ensemble's.
+        """
         from gradcraft.train.experiment import Experiment
 
+        if ensemble:
+            _evaluate_ensemble(typer, run_dirs, checkpoint, combine, tta)
+            return
+        if len(run_dirs) > 1:
+            raise typer.BadParameter("several run directories are evaluated together with --ensemble")
         if checkpoint not in ("best", "last"):
-            raise typer.BadParameter(f"--checkpoint must be best or last, not {checkpoint!r}")
+            raise typer.BadParameter(
+                f"--checkpoint must be best or last, not {checkpoint!r} (snapshots: with --ensemble)"
+            )
+        run_dir = run_dirs[0]
         exp = Experiment.from_run_dir(run_dir, quiet=True)
         result = exp.evaluate(tta=tta, which=checkpoint)
         classes = exp.data.classes if exp.data else []

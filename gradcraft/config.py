@@ -48,6 +48,8 @@ __all__ = [
     "CallbacksConfig",
     "CheckpointConfig",
     "DataConfig",
+    "DistributedConfig",
+    "EMAConfig",
     "EarlyStoppingConfig",
     "LayerConfig",
     "LoggingConfig",
@@ -60,7 +62,9 @@ __all__ = [
     "RecipeError",
     "RegularizerConfig",
     "ScheduleConfig",
+    "SnapshotConfig",
     "TTAConfig",
+    "TransferConfig",
     "apply_overrides",
     "explain",
     "find_recipe",
@@ -286,6 +290,10 @@ class DataConfig(_Section):
     with arrays ``x_train``, ``y_train``, ``x_test``, ``y_test`` (uint8 images N×H×W or
     N×C×H×W, integer labels) and optionally ``classes``. Relative paths are resolved against
     the recipe file's directory, then the working directory.
+
+    For transfer experiments, ``classes: [5, 6, 7, 8, 9]`` keeps those labels in both splits
+    and renumbers them 0…4, and ``train_fraction: 0.01`` keeps 1 % of the training split
+    (stratified, seeded) before the validation split is carved out of what is left.
     """
 
     dataset: str = Field("fashion-mnist", description="dataset name or .npz path")
@@ -297,6 +305,15 @@ class DataConfig(_Section):
     subset: int | None = Field(
         None, gt=0, description="use only the first N training examples (for smoke tests)"
     )
+    classes: list[int] | None = Field(
+        None, description="keep only these labels (train and test), renumbered 0, 1, … in this order"
+    )
+    train_fraction: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="keep this stratified, seeded fraction of the training split (before val_split)",
+    )
     preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
     augmentation: list[AugmentationConfig] = Field([], description="training-time random transforms")
     mixing: MixingConfig = Field(default_factory=MixingConfig)
@@ -306,6 +323,13 @@ class DataConfig(_Section):
     def _strings_are_transforms(cls, value: Any) -> Any:
         if isinstance(value, list):
             return [{"type": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @field_validator("classes")
+    @classmethod
+    def _distinct_labels(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or len(set(value)) != len(value) or min(value) < 0):
+            raise ValueError(f"Expected a non-empty list of distinct labels >= 0. Received: {value}")
         return value
 
 
@@ -336,6 +360,13 @@ class OptimizerConfig(_Section):
 
     ``sgd`` (momentum, nesterov, weight_decay), ``adam`` / ``adamw`` (betas, eps,
     weight_decay — AdamW's is decoupled), ``rmsprop`` (alpha, eps, momentum), ``adagrad``.
+
+    Large batches: with ``scale_lr: linear`` the run uses lr · B / ``base_batch_size`` for the
+    global batch size B (the linear scaling rule of Goyal et al., 2017, "Accurate, Large
+    Minibatch SGD"); ``sqrt`` uses lr · √(B / ``base_batch_size``), often better for Adam. With
+    a warm-up (``schedule.warmup_epochs``) whose ``warmup_start_factor`` is not given, the
+    warm-up then starts from the unscaled lr (Goyal's gradual warm-up); the resolved recipe
+    records the factor used.
     """
 
     name: Literal["sgd", "adam", "adamw", "rmsprop", "adagrad"] = Field("adam", description="optimizer")
@@ -346,6 +377,19 @@ class OptimizerConfig(_Section):
     betas: tuple[float, float] = Field((0.9, 0.999), description="adam / adamw: moment decay rates")
     eps: float = Field(1e-8, gt=0.0, description="adam / adamw / rmsprop / adagrad: denominator epsilon")
     alpha: float = Field(0.99, gt=0.0, lt=1.0, description="rmsprop: squared-gradient decay")
+    scale_lr: Literal["none", "linear", "sqrt"] = Field(
+        "none", description="scale lr with the global batch size: lr·B/base (linear) or lr·√(B/base)"
+    )
+    base_batch_size: int = Field(128, gt=0, description="the batch size lr was tuned for (with scale_lr)")
+
+    def scaled_lr(self, batch_size: int) -> float:
+        """The learning rate used for a global ``batch_size`` (``lr`` unless ``scale_lr``)."""
+        ratio = batch_size / self.base_batch_size
+        if self.scale_lr == "linear":
+            return self.lr * ratio
+        if self.scale_lr == "sqrt":
+            return self.lr * ratio**0.5
+        return self.lr
 
 
 class ScheduleConfig(_Section):
@@ -355,6 +399,9 @@ class ScheduleConfig(_Section):
     * ``step``: × ``gamma`` every ``step_size`` epochs; ``multistep``: at ``milestones``;
     * ``exponential``: × ``gamma`` every epoch;
     * ``cosine``: cosine decay to ``min_lr`` over the run (per step);
+    * ``cosine_restarts``: SGDR, cosine decay to ``min_lr`` over ``restart_epochs``, then a
+      restart at ``optimizer.lr``; each cycle ``restart_mult`` times longer (per step; the
+      cycle ends are where ``callbacks.snapshots`` saves its snapshots);
     * ``onecycle``: warm up to ``optimizer.lr`` for ``pct_start`` of the run, then anneal
       (per step);
     * ``plateau``: × ``factor`` when ``monitor`` has not improved for ``patience`` epochs.
@@ -365,9 +412,9 @@ class ScheduleConfig(_Section):
     decays after epochs 11, 21, ….
     """
 
-    name: Literal["constant", "step", "multistep", "exponential", "cosine", "onecycle", "plateau"] = Field(
-        "constant", description="schedule"
-    )
+    name: Literal[
+        "constant", "step", "multistep", "exponential", "cosine", "cosine_restarts", "onecycle", "plateau"
+    ] = Field("constant", description="schedule")
     step_size: int = Field(10, gt=0, description="step: epochs between decays")
     milestones: list[int] = Field([], description="multistep: epochs at which to decay")
     gamma: float = Field(0.1, gt=0.0, description="step / multistep / exponential: decay factor")
@@ -382,6 +429,8 @@ class ScheduleConfig(_Section):
     monitor: str = Field("val_loss", description="plateau: metric to watch")
     warmup_epochs: float = Field(0.0, ge=0.0, description="linear warm-up length in epochs")
     warmup_start_factor: float = Field(0.1, gt=0.0, le=1.0, description="warm-up starts at this × lr")
+    restart_epochs: int = Field(5, gt=0, description="cosine_restarts: length of the first cycle in epochs")
+    restart_mult: int = Field(1, ge=1, description="cosine_restarts: each cycle is this many times longer")
 
 
 # ============================================================================ callbacks / logging
@@ -419,12 +468,48 @@ class CheckpointConfig(_Section):
     )
 
 
+class EMAConfig(_Section):
+    """Evaluate with averaged weights, EMA or Polyak (off unless ``enabled``). Validation, the
+    best checkpoint's choice and the final test use a running average of the weights while the
+    training weights keep training (the latter's validation metrics are logged as
+    ``raw_val_loss`` / ``raw_val_accuracy``). After ``n`` earlier updates an update is ``ŵ ← d·ŵ + (1 − d)·w``
+    with ``d = decay`` (``ema``; ``min(decay, (1 + n)/(10 + n))`` with ``warmup``) or
+    ``d = n/(n + 1)`` (``polyak``: the plain mean, SWA-style); the first update copies the
+    weights. Batch-norm statistics are averaged like the weights (``average``), copied from
+    the training model (``copy``), or recomputed for the averaged weights by a pass over the
+    training split before each evaluation (``recompute``; best for ``polyak``).
+    """
+
+    enabled: bool = Field(False, description="evaluate with averaged weights")
+    mode: Literal["ema", "polyak"] = Field("ema", description="exponential moving average or plain mean")
+    decay: float = Field(0.999, ge=0.0, lt=1.0, description="ema: weight of the old average per update")
+    warmup: bool = Field(True, description="ema: use min(decay, (1 + n)/(10 + n)) after n updates")
+    every_steps: int = Field(1, gt=0, description="update the average every N optimizer steps")
+    start_step: int = Field(0, ge=0, description="first optimizer step that updates the average")
+    bn: Literal["average", "copy", "recompute"] = Field(
+        "average", description="batch-norm running statistics of the averaged model"
+    )
+    bn_batches: int | None = Field(
+        None, gt=0, description="recompute: batches (of eval_batch_size) of training data used (null: all)"
+    )
+
+
+class SnapshotConfig(_Section):
+    """Snapshot ensembles (Huang et al., 2017): save the weights at the end of every cosine
+    cycle (``schedule.name: cosine_restarts``) to ``RUN_DIR/snapshots``; evaluate them together
+    with ``gradcraft eval RUN_DIR --ensemble --checkpoint snapshots``."""
+
+    enabled: bool = Field(False, description="save a snapshot at the end of every cosine cycle")
+
+
 class CallbacksConfig(_Section):
     """Built-in callbacks."""
 
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    ema: EMAConfig = Field(default_factory=EMAConfig)
+    snapshots: SnapshotConfig = Field(default_factory=SnapshotConfig)
 
 
 class LoggingConfig(_Section):
@@ -461,6 +546,88 @@ class TTAConfig(_Section):
     rotations: list[float] = Field([], description="add these rotations (degrees)")
 
 
+class TransferConfig(_Section):
+    """Start from a trained network (off unless ``source`` is set). Its weights are loaded
+    into this recipe's model (built for this data's classes) except the head, which starts
+    afresh; then ``strategy`` decides what trains, after the lectures' table:
+
+    =========  ===================  =====================
+    data_size  similarity: similar  similarity: different
+    =========  ===================  =====================
+    small      linear_probe         finetune_top
+    large      finetune_top         finetune_all
+    =========  ===================  =====================
+
+    ``linear_probe`` trains only the head on frozen features; ``finetune_top`` also the
+    ``top_blocks`` blocks below it; ``finetune_all`` everything. ``auto`` reads the table
+    (``data_size: auto`` means small below 1000 training examples per class). Pretrained
+    blocks learn at ``backbone_lr_mult`` × ``optimizer.lr`` (× ``layer_decay`` per block
+    further down); frozen blocks can be unfrozen one at a time, from the top, every
+    ``unfreeze_every`` epochs. A block is a weight layer with the layers after it (batch norm,
+    activation, pooling), see :func:`gradcraft.transfer.blocks`. Inputs are scaled with the
+    source run's fitted preprocessing statistics (``preprocessing: source``), as the pretrained
+    layers saw them in pretraining.
+    """
+
+    source: str | None = Field(
+        None, description="run directory or weights file (.json checkpoint, .safetensors, .npz) to start from"
+    )
+    checkpoint: Literal["best", "last"] = Field("best", description="which checkpoint of a run directory")
+    strategy: Literal["auto", "linear_probe", "finetune_top", "finetune_all"] = Field(
+        "auto", description="what to train; auto: from data_size and similarity"
+    )
+    data_size: Literal["auto", "small", "large"] = Field(
+        "auto", description="for auto: how much data (auto: small below 1000 examples per class)"
+    )
+    similarity: Literal["similar", "different"] = Field(
+        "similar", description="for auto: is this data like the pretraining data?"
+    )
+    top_blocks: int = Field(1, ge=0, description="finetune_top: blocks below the head that train")
+    backbone_lr_mult: float = Field(
+        0.1, gt=0.0, description="learning rate of pretrained blocks, × optimizer.lr"
+    )
+    layer_decay: float = Field(
+        1.0, gt=0.0, le=1.0, description="each block further below the head learns this × slower"
+    )
+    unfreeze_every: int = Field(
+        0, ge=0, description="unfreeze one more frozen block every N epochs (0: never)"
+    )
+    freeze_bn: bool = Field(True, description="batch norm in frozen blocks stays in eval mode (no drift)")
+    reset_head: bool = Field(True, description="initialise the head afresh even if its shape matches")
+    strict: bool = Field(True, description="every layer below the head must load (same names and shapes)")
+    preprocessing: Literal["source", "fit"] = Field(
+        "source", description="source: the source run's fitted preprocessing statistics; fit: this data's"
+    )
+
+    @model_validator(mode="after")
+    def _unfreezing_needs_frozen_blocks(self) -> TransferConfig:
+        if self.unfreeze_every > 0 and self.strategy == "finetune_all":
+            raise ValueError(
+                "Expected a strategy that freezes blocks with unfreeze_every > 0. "
+                "Received: strategy='finetune_all', which freezes none"
+            )
+        return self
+
+
+# ============================================================================ distributed
+class DistributedConfig(_Section):
+    """Data-parallel training over MPI processes. ``mpiexec -n K gradcraft train RECIPE`` runs K
+    processes, each training on 1/K of every global batch (``batch_size`` must be divisible by
+    K) and averaging gradients with the others; process 0 alone logs and writes the run
+    directory. See ``docs/scaling.md``.
+
+    ``mode``: ``auto`` uses MPI when an MPI launcher started more than one process; ``mpi``
+    always starts MPI (for launchers not detected); ``none`` trains alone even under
+    ``mpiexec``. The section may be written as just the mode: ``distributed: mpi``.
+    """
+
+    mode: Literal["auto", "mpi", "none"] = Field("auto", description="when to train data-parallel over MPI")
+    sync_batchnorm: bool = Field(
+        False, description="batch-norm statistics over the global batch (false: each process's own shard)"
+    )
+    bucket_mb: float = Field(25.0, gt=0.0, description="size of the gradient allreduce buckets in MB")
+
+
 # ============================================================================ recipe
 class Recipe(_Section):
     """A complete training run. Every field has a default; see each section's doc."""
@@ -470,7 +637,9 @@ class Recipe(_Section):
     seed: int = Field(0, ge=0, description="seed of every random generator in the run")
     threads: int | None = Field(None, gt=0, description="BLAS threads (default: leave as is)")
     epochs: int = Field(10, gt=0, description="number of passes over the training split")
-    batch_size: int = Field(128, gt=0, description="training minibatch size")
+    batch_size: int = Field(
+        128, gt=0, description="training minibatch size (data-parallel: the global batch, split evenly)"
+    )
     eval_batch_size: int = Field(1000, gt=0, description="minibatch size for validation and test")
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
@@ -482,6 +651,24 @@ class Recipe(_Section):
     callbacks: CallbacksConfig = Field(default_factory=CallbacksConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     tta: TTAConfig = Field(default_factory=TTAConfig)
+    transfer: TransferConfig = Field(default_factory=TransferConfig)
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig)
+    device: Literal["cpu", "cuda"] = Field(
+        "cpu", description="where the model trains: cpu, or cuda (a GPU; needs pip install 'gradcraft[gpu]')"
+    )
+
+    @field_validator("distributed", mode="before")
+    @classmethod
+    def _mode_alone(cls, value: Any) -> Any:
+        return {"mode": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _warmup_from_unscaled_lr(self) -> Recipe:
+        opt, sched = self.optimizer, self.schedule
+        given = "warmup_start_factor" in sched.model_fields_set
+        if opt.scale_lr != "none" and sched.warmup_epochs > 0 and not given:
+            sched.warmup_start_factor = min(1.0, opt.lr / opt.scaled_lr(self.batch_size))
+        return self
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Recipe:
@@ -493,6 +680,27 @@ class Recipe(_Section):
             raise ValueError(
                 f"schedule.monitor={self.schedule.monitor!r} needs a validation split; set data.val_split > 0"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_restarts_and_snapshots(self) -> Recipe:
+        sched = self.schedule
+        if sched.name == "cosine_restarts" and sched.warmup_epochs > 0:
+            raise ValueError(
+                "Expected schedule.warmup_epochs: 0 with cosine_restarts (every cycle starts at the full "
+                f"rate). Received: warmup_epochs={sched.warmup_epochs}"
+            )
+        if self.callbacks.snapshots.enabled:
+            if sched.name != "cosine_restarts":
+                raise ValueError(
+                    "Expected schedule.name: cosine_restarts with callbacks.snapshots.enabled (a snapshot "
+                    f"is taken at the end of each cosine cycle). Received: schedule.name={sched.name!r}"
+                )
+            if self.epochs < sched.restart_epochs:
+                raise ValueError(
+                    "Expected epochs >= schedule.restart_epochs, so that a cycle ends and a snapshot is "
+                    f"taken. Received: epochs={self.epochs}, restart_epochs={sched.restart_epochs}"
+                )
         return self
 
     def to_dict(self) -> dict[str, Any]:

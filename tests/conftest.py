@@ -18,3 +18,26 @@ def _seeded() -> None:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--gpu",
+        action="store_true",
+        default=False,
+        help="also run the tests marked gpu (they compare CuPy on a CUDA GPU with NumPy)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    gpu_tests = [item for item in items if "gpu" in item.keywords]
+    if not gpu_tests:
+        return
+    if not config.getoption("--gpu"):
+        reason = "GPU tests run only with --gpu"
+    elif not backend.cuda_available():
+        reason = "--gpu was given but CuPy or a CUDA GPU is missing (pip install 'gradcraft[gpu]')"
+    else:
+        return
+    for item in gpu_tests:
+        item.add_marker(pytest.mark.skip(reason=reason))

@@ -133,6 +133,21 @@ class Tensor:
     def tolist(self) -> Any:
         return self.numpy().tolist()
 
+    def to(self, device: Any) -> Tensor:
+        """This tensor on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:N"``): itself when it
+        already lives there, else a copy there with the same ``requires_grad``. The copy is a
+        new leaf, not recorded in the graph: move inputs and parameters before computing.
+
+        Raises:
+            ValueError: for an unknown device name.
+            ImportError: for ``"cuda"`` without CuPy (``pip install 'gradcraft[gpu]'``).
+            RuntimeError: for ``"cuda"`` when CuPy finds no CUDA device.
+        """
+        data = backend.to_device(self.data, device)
+        if data is self.data:
+            return self
+        return Tensor._from_op(data, self.requires_grad)
+
     def detach(self) -> Tensor:
         """A tensor sharing this data, cut from the graph (``requires_grad=False``)."""
         return Tensor._from_op(self.data, False)

@@ -103,6 +103,9 @@ class DataLoader:
         prefetch: batches prepared ahead by a background thread (0 = none). NumPy releases the
             GIL in its kernels, so augmentation of the next batch overlaps the training step.
         dtype: float dtype of ``x`` (default :func:`gradcraft.default_dtype`).
+        stream: an integer mixed into every batch's augmentation seed, ``(s, b, stream)``.
+            The processes of a data-parallel run share the loader's seed (so they agree on the
+            order) and pass their rank here (so they augment and mix differently).
 
     Example:
         >>> train = gradcraft.data.load("fashion-mnist", split="train")
@@ -115,13 +118,17 @@ class DataLoader:
     def __init__(self, dataset: Any, batch_size: int = 1, shuffle: bool = False, drop_last: bool = False,
                  generator: np.random.Generator | None = None,
                  transform: Callable[..., Any] | None = None, sampler: Sampler | None = None,
-                 mixing: Callable[..., Any] | None = None, prefetch: int = 0, dtype: Any = None) -> None:
+                 mixing: Callable[..., Any] | None = None, prefetch: int = 0, dtype: Any = None,
+                 stream: int | None = None) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"Expected a positive integer batch_size. Received: batch_size={batch_size!r}")
         if isinstance(prefetch, bool) or not isinstance(prefetch, (int, np.integer)) or prefetch < 0:
             raise ValueError(f"Expected a non-negative integer prefetch. Received: prefetch={prefetch!r}")
         if sampler is not None and shuffle:
             raise ValueError("Expected either shuffle=True or a sampler, not both. Received: both")
+        if stream is not None and (isinstance(stream, bool) or not isinstance(stream, (int, np.integer))
+                                   or stream < 0):
+            raise ValueError(f"Expected a non-negative integer stream or None. Received: stream={stream!r}")
         if generator is not None and not isinstance(generator, np.random.Generator):
             raise TypeError(
                 f"Expected a numpy.random.Generator. Received: generator of type {type(generator).__name__}"
@@ -136,6 +143,7 @@ class DataLoader:
         self.mixing = mixing
         self.prefetch = int(prefetch)
         self.dtype = dtype
+        self.stream = None if stream is None else int(stream)
         if generator is None:
             generator = np.random.default_rng(int(backend.generator().integers(2**63)))
         self.generator = generator
@@ -179,7 +187,8 @@ class DataLoader:
         idx = plan.order[b * self.batch_size:(b + 1) * self.batch_size]
         x, y = self._fetch(idx)
         x = to_float(x, self.dtype)
-        gen = np.random.default_rng([plan.aug_seed, b])
+        key = [plan.aug_seed, b] if self.stream is None else [plan.aug_seed, b, self.stream]
+        gen = np.random.default_rng(key)
         if self.transform is not None:
             x = self.transform(x, generator=gen) if self._transform_takes_gen else self.transform(x)
         if self.mixing is not None:

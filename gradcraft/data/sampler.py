@@ -15,6 +15,7 @@ import numpy as np
 
 __all__ = [
     "ClassBalancedSampler",
+    "DistributedSampler",
     "RandomSampler",
     "Sampler",
     "SequentialSampler",
@@ -153,3 +154,62 @@ class SubsetRandomSampler(Sampler):
 
     def indices(self, generator: np.random.Generator) -> np.ndarray:
         return generator.permutation(self.idx) if self.shuffle else self.idx.copy()
+
+
+class DistributedSampler(Sampler):
+    """One process's share of each epoch in a data-parallel run of ``num_replicas`` processes.
+
+    Every process draws the same epoch order (the loaders share a seed, so the permutation
+    drawn from ``generator`` is identical on all of them) and takes every ``num_replicas``-th
+    index of it, starting at its ``rank``::
+
+        order = permutation(n)[: n − n mod K]        (shuffle, drop_remainder)
+        shard = order[rank :: K]
+
+    The shards are disjoint and together cover the epoch. Taking them rank-strided rather
+    than in blocks keeps batches aligned: batch j of every process holds examples of the
+    same slice ``order[j·B : (j+1)·B]`` of the global order, so K processes with batches of
+    B/K see exactly the global batches of one process with batch B.
+
+    Remainder: with ``drop_remainder`` (the default, for training) the last ``n mod K`` indices
+    of each epoch's order are left out of that epoch, so every process gets ``n // K`` examples
+    and the same number of equal-sized batches; with shuffling a different few are left out
+    every epoch. Without it (for evaluation) the first ``n mod K`` processes get one index more
+    and every example is visited exactly once.
+
+    Args:
+        data: a dataset or its length ``n``.
+        num_replicas: the number of processes ``K``.
+        rank: this process's index, ``0 <= rank < K``.
+        shuffle: a new random order every epoch (else ``0 … n−1``).
+        drop_remainder: leave out the last ``n mod K`` indices of each epoch (see above).
+    """
+
+    def __init__(
+        self, data: Any, num_replicas: int, rank: int, shuffle: bool = True, drop_remainder: bool = True
+    ) -> None:
+        def is_int(v: Any) -> bool:
+            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+        if not is_int(num_replicas) or num_replicas < 1:
+            raise ValueError(
+                f"Expected a positive integer num_replicas. Received: num_replicas={num_replicas!r}"
+            )
+        if not is_int(rank) or not 0 <= rank < num_replicas:
+            raise ValueError(f"Expected 0 <= rank < num_replicas={num_replicas}. Received: rank={rank!r}")
+        self.n = _length(data)
+        self.num_replicas = int(num_replicas)
+        self.rank = int(rank)
+        self.shuffle = bool(shuffle)
+        self.drop_remainder = bool(drop_remainder)
+
+    def __len__(self) -> int:
+        if self.drop_remainder:
+            return self.n // self.num_replicas
+        return len(range(self.rank, self.n, self.num_replicas))
+
+    def indices(self, generator: np.random.Generator) -> np.ndarray:
+        order = generator.permutation(self.n) if self.shuffle else np.arange(self.n)
+        if self.drop_remainder:
+            order = order[: self.n - self.n % self.num_replicas]
+        return np.ascontiguousarray(order[self.rank :: self.num_replicas], dtype=np.int64)

@@ -503,13 +503,32 @@ class Module:
                     b.data = fn(b.data)
         return self
 
-    def to(self, dtype: Any) -> Module:
-        """Cast floating parameters and buffers to ``dtype`` in place (integer buffers such as
-        ``num_batches_tracked`` keep theirs)."""
-        dt = np.dtype(dtype)
-        if dt.kind != "f":
-            raise ValueError(f"Expected a floating dtype. Received: dtype={dt}")
-        return self._apply(lambda a: a.astype(dt, copy=False) if a.dtype.kind == "f" else a)
+    def to(self, target: Any = None, *, device: Any = None, dtype: Any = None) -> Module:
+        """Move parameters and buffers to a device and/or cast floating ones to a dtype, in
+        place: ``model.to("cuda")``, ``model.to(np.float64)``, ``model.to(device="cpu",
+        dtype="float32")``. Integer buffers such as ``num_batches_tracked`` keep their dtype.
+
+        Moving to where the arrays already are is a no-op. Move a model before building its
+        optimizer (whose flat buffers stay where the parameters were), as in PyTorch.
+
+        Raises:
+            ValueError: for a non-floating dtype or an unknown device name.
+            ImportError: ``to("cuda")`` without CuPy (``pip install 'gradcraft[gpu]'``).
+            RuntimeError: ``to("cuda")`` when CuPy finds no CUDA device.
+        """
+        if target is not None:
+            if backend.is_device(target):
+                device = target
+            else:
+                dtype = target
+        if dtype is not None:
+            dt = np.dtype(dtype)
+            if dt.kind != "f":
+                raise ValueError(f"Expected a floating dtype. Received: dtype={dt}")
+            self._apply(lambda a: a.astype(dt, copy=False) if a.dtype.kind == "f" else a)
+        if device is not None:
+            self._apply(lambda a: backend.to_device(a, device))
+        return self
 
     def double(self) -> Module:
         """Cast floating parameters and buffers to float64."""

@@ -26,6 +26,12 @@ the test split is touched once, at the end, with the checkpoint that was best on
 Seeds: ``recipe.seed`` seeds the library-wide generator (weight init, dropout), and derived
 generators ``default_rng([seed, k])`` drive the validation split (k = 0), the training loader's
 shuffling and augmentation (k = 1) and the evaluation loaders (k = 2, 3).
+
+Data-parallel runs (``mpiexec -n K gradcraft train RECIPE``, see ``recipe.distributed`` and
+:mod:`gradcraft.distributed`): every process builds the same model and data; each trains on its
+shard of every epoch with ``batch_size / K`` examples per step and evaluates its shard of the
+validation and test splits (metrics are summed over processes); process 0 alone prints and
+writes the run directory, and the others read its checkpoints.
 """
 
 from __future__ import annotations
@@ -107,6 +113,26 @@ def _load_npz_splits(path: Path) -> tuple[Any, Any, list[str] | None]:
     )
 
 
+def _select_classes(train: Any, test: Any, names: list[str], keep: list[int]) -> tuple[Any, Any, list[str]]:
+    """The examples of the labels ``keep`` in both splits, relabelled ``0 … len(keep) − 1`` in
+    that order (``data.classes``)."""
+    bad = [k for k in keep if k >= len(names)]
+    if bad:
+        raise RunError(
+            f"data.classes: Expected labels below {len(names)} (the dataset's classes). Received: {bad}"
+        )
+    lookup = np.full(len(names), -1, dtype=np.int64)
+    lookup[np.asarray(keep)] = np.arange(len(keep))
+    out = []
+    for split in (train, test):
+        idx = np.flatnonzero(lookup[split.y] >= 0)
+        part = split.subset(idx)
+        part.y = lookup[part.y]
+        part.classes = [names[k] for k in keep]
+        out.append(part)
+    return out[0], out[1], [names[k] for k in keep]
+
+
 def load_data(cfg: Any, seed: int, base_dir: Path | None = None) -> DataBundle:
     """Load a recipe's dataset and split off the validation part.
 
@@ -140,6 +166,13 @@ def load_data(cfg: Any, seed: int, base_dir: Path | None = None) -> DataBundle:
         raise RunError(
             f"data.dataset: labels go up to {n_classes - 1} but only {len(classes)} classes are named"
         )
+    if cfg.classes is not None:
+        train, test, classes = _select_classes(train, test, list(classes), cfg.classes)
+    if cfg.train_fraction is not None and cfg.train_fraction < 1:
+        _, kept = data.stratified_split_indices(
+            train.y, cfg.train_fraction, generator=np.random.default_rng([seed, 4])
+        )
+        train = train.subset(kept)
     val = None
     if cfg.val_split > 0:
         train, val = data.train_val_split(
@@ -198,11 +231,12 @@ def _compose(transforms: Sequence[Any]) -> Any:
 
 
 # ============================================================================ optimization
-def build_optimizer(cfg: Any, model: Any) -> Any:
-    """The recipe's optimizer over ``model.parameters()``."""
+def build_optimizer(cfg: Any, model: Any, groups: list[dict[str, Any]] | None = None) -> Any:
+    """The recipe's optimizer over ``model.parameters()``, or over parameter ``groups`` (each
+    with its own ``lr``, as :func:`gradcraft.transfer.param_groups` builds them)."""
     from gradcraft import optim
 
-    params = list(model.parameters())
+    params: list[Any] = list(model.parameters()) if groups is None else groups
     name = cfg.name
     if name == "sgd":
         return optim.SGD(
@@ -239,9 +273,9 @@ def build_scheduler(
 ) -> tuple[Any, str]:
     """The recipe's schedule and when it steps (``"step"`` or ``"epoch"``).
 
-    Per-step schedules: cosine and onecycle always, and every other schedule when a warm-up
-    is requested (epoch-based settings are then converted to the equivalent number of steps,
-    so ``step`` decays still happen exactly at epoch boundaries).
+    Per-step schedules: cosine, cosine_restarts and onecycle always, and every other schedule
+    when a warm-up is requested (epoch-based settings are then converted to the equivalent
+    number of steps, so ``step`` decays still happen exactly at epoch boundaries).
     """
     from gradcraft.optim import lr_scheduler as S
 
@@ -258,15 +292,16 @@ def build_scheduler(
             min_lr=cfg.min_lr,
         ), "epoch"
     if name == "onecycle":
+        groups = optimizer.param_groups  # several groups keep their ratios (transfer learning)
         return S.OneCycleLR(
             optimizer,
-            max_lr=base_lr,
+            max_lr=base_lr if len(groups) == 1 else [base_lr * g["lr"] / groups[0]["lr"] for g in groups],
             total_steps=total,
             pct_start=cfg.pct_start,
             div_factor=cfg.div_factor,
             final_div_factor=cfg.final_div_factor,
         ), "step"
-    per_step = warmup > 0 or name == "cosine"
+    per_step = warmup > 0 or name in ("cosine", "cosine_restarts")
     unit = spe if per_step else 1
     main: Any
     if name == "constant":
@@ -283,6 +318,10 @@ def build_scheduler(
         )
     elif name == "cosine":
         main = S.CosineAnnealingLR(optimizer, T_max=max(1, total - warmup), eta_min=cfg.min_lr)
+    elif name == "cosine_restarts":
+        main = S.CosineAnnealingWarmRestarts(
+            optimizer, T_0=cfg.restart_epochs * unit, T_mult=cfg.restart_mult, eta_min=cfg.min_lr
+        )
     else:  # pragma: no cover - schema-checked
         raise RunError(f"schedule.name: unknown schedule {name!r}")
     if warmup > 0:
@@ -366,6 +405,9 @@ class Experiment:
         progress: override the recipe's ``logging.progress``.
         stream: where progress goes (default stdout).
         recipe_dir: directory relative dataset paths are resolved against.
+        communicator: the processes a data-parallel run trains on (a
+            :class:`gradcraft.distributed.Communicator`); default: from ``distributed.mode``
+            and the MPI launcher's environment, when :meth:`train` starts.
     """
 
     def __init__(
@@ -376,6 +418,7 @@ class Experiment:
         progress: str | None = None,
         stream: Any = None,
         recipe_dir: Path | None = None,
+        communicator: Any = None,
     ) -> None:
         self.recipe = recipe
         self.run_dir = Path(run_dir)
@@ -388,6 +431,10 @@ class Experiment:
         self.data: DataBundle | None = None
         self.preprocessor: Any = None
         self.eval_transform: Any = None
+        self.transfer: Any = None
+        self.ema: Any = None
+        self.comm: Any = communicator
+        self.parallel: Any = None
 
     # ------------------------------------------------------------------ paths
     @property
@@ -399,7 +446,64 @@ class Experiment:
             print(message, file=self.stream, flush=True)
 
     def _warn(self, message: str) -> None:
-        print(f"warning: {message}", file=sys.stderr, flush=True)
+        if self.is_main:  # the other processes of a data-parallel run would repeat it
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+
+    # ------------------------------------------------------------------ processes
+    @property
+    def is_main(self) -> bool:
+        """Whether this process prints and writes the run directory (process 0 of a
+        data-parallel run, or the only one)."""
+        return self.comm is None or self.comm.rank == 0
+
+    @property
+    def world_size(self) -> int:
+        return 1 if self.comm is None else self.comm.size
+
+    def _start_processes(self) -> None:
+        """Find this run's processes; all of them take process 0's run directory, and only
+        process 0 prints."""
+        from gradcraft.distributed import broadcast_text, init_communicator
+
+        if self.comm is None:
+            try:
+                self.comm = init_communicator(self.recipe.distributed.mode)
+            except ImportError as err:
+                raise RunError(f"distributed.mode={self.recipe.distributed.mode!r}: {err}") from err
+        if self.world_size > 1:
+            self.run_dir = Path(broadcast_text(self.comm, str(self.run_dir)))
+            if not self.is_main:
+                self.quiet, self.progress = True, "none"
+
+    def _local_batch_size(self) -> int:
+        from gradcraft.distributed import local_batch_size
+
+        try:
+            return local_batch_size(self.recipe.batch_size, self.world_size)
+        except ValueError as err:
+            raise RunError(f"batch_size: {err}") from err
+
+    def _shard(self, n: int, train: bool) -> Any:
+        """This process's :class:`~gradcraft.distributed.DistributedSampler` of a split of ``n``
+        examples (shuffled, remainder dropped for training), or None for a single process."""
+        if self.world_size == 1:
+            return None
+        from gradcraft.distributed import DistributedSampler
+
+        return DistributedSampler(n, self.world_size, self.comm.rank, shuffle=train, drop_remainder=train)
+
+    def _place_model(self, model: Any) -> Any:
+        """The model on the recipe's device, with synchronized batch norm if asked for."""
+        r = self.recipe
+        try:
+            model.to(r.device)
+        except (ImportError, RuntimeError) as err:
+            raise RunError(f"device={r.device!r}: {err}") from err
+        if self.world_size > 1 and r.distributed.sync_batchnorm:
+            from gradcraft.distributed import convert_sync_batchnorm
+
+            model = convert_sync_batchnorm(model, self.comm)
+        return model
 
     @classmethod
     def from_run_dir(cls, run_dir: str | os.PathLike[str], **kwargs: Any) -> Experiment:
@@ -440,7 +544,7 @@ class Experiment:
         bundle = load_data(r.data, r.seed, self.recipe_dir)
         self.data = bundle
         self.preprocessor = build_preprocessor(r.data.preprocessing, bundle.train)
-        model = build_model(r.model, bundle.input_shape, bundle.num_classes)
+        model = self._place_model(build_model(r.model, bundle.input_shape, bundle.num_classes))
         augment = build_augmentation(r.data.augmentation)
         mixing = None
         if r.data.mixing.kind != "none":
@@ -449,16 +553,20 @@ class Experiment:
             cls = Mixup if r.data.mixing.kind == "mixup" else CutMix
             mixing = cls(alpha=r.data.mixing.alpha, num_classes=bundle.num_classes, p=r.data.mixing.p)
         n_train = len(bundle.train)
+        batch_size = self._local_batch_size()
+        shard = self._shard(n_train, train=True)
         # a last batch of one example would break batch norm's training statistics
-        drop_last = n_train % r.batch_size == 1
+        drop_last = (n_train if shard is None else len(shard)) % batch_size == 1
         train_loader = DataLoader(
             bundle.train,
-            batch_size=r.batch_size,
-            shuffle=True,
+            batch_size=batch_size,
+            shuffle=shard is None,
+            sampler=shard,
             drop_last=drop_last,
             generator=np.random.default_rng([r.seed, 1]),
             transform=_compose([*augment, self.preprocessor]),
             mixing=mixing,
+            stream=None if shard is None else self.comm.rank,
         )
         self.eval_transform = self.preprocessor
         val_loader = None
@@ -466,14 +574,28 @@ class Experiment:
             val_loader = DataLoader(
                 bundle.val,
                 batch_size=r.eval_batch_size,
+                sampler=self._shard(len(bundle.val), train=False),
                 generator=np.random.default_rng([r.seed, 2]),
                 transform=self.eval_transform,
             )
         loss_fn = nn.CrossEntropyLoss(label_smoothing=r.loss.label_smoothing)
-        optimizer = build_optimizer(r.optimizer, model)
-        scheduler, interval = build_scheduler(
-            r.schedule, optimizer, r.epochs, len(train_loader), r.optimizer.lr
+        lr = r.optimizer.scaled_lr(r.batch_size)  # optimizer.scale_lr (large batches)
+        if lr != r.optimizer.lr:
+            self._say(
+                f"optimizer.scale_lr={r.optimizer.scale_lr}: lr {r.optimizer.lr:g} at batch size "
+                f"{r.optimizer.base_batch_size} becomes {lr:g} at batch size {r.batch_size}"
+            )
+        self.transfer = None
+        if r.transfer.source is not None:
+            from gradcraft.transfer import setup_transfer
+
+            self.transfer = setup_transfer(
+                r.transfer, model, len(bundle.train), bundle.num_classes, lr, self.recipe_dir
+            )
+        optimizer = build_optimizer(
+            r.optimizer.model_copy(update={"lr": lr}), model, self.transfer.groups if self.transfer else None
         )
+        scheduler, interval = build_scheduler(r.schedule, optimizer, r.epochs, len(train_loader), lr)
         cbs: list[Any] = []
         if callbacks:
             cbs.append(ProgressBar(self.progress, stream=self.stream))
@@ -513,6 +635,7 @@ class Experiment:
                     verbose=not self.quiet,
                 )
                 cbs.append(self.monitor)
+            cbs += self._after_training_callbacks(bundle)
             ck = r.callbacks.checkpoint
             save_best = ck.save_best and (val_loader is not None or not ck.monitor.startswith("val_"))
             if ck.save_best and not save_best:
@@ -527,6 +650,16 @@ class Experiment:
                     every_steps=ck.every_steps,
                 )
             )
+        if self.world_size > 1:
+            from gradcraft.distributed import DataParallel
+
+            self.parallel = DataParallel(
+                self.comm,
+                seed=r.seed,
+                bucket_mb=r.distributed.bucket_mb,
+                broadcast_buffers=not r.distributed.sync_batchnorm,
+            )
+            cbs = self._callbacks_of_this_process(cbs)
         extra = {"preprocessing": self.preprocessor} if self.preprocessor is not None else {}
         self.trainer = Trainer(
             model,
@@ -544,11 +677,75 @@ class Experiment:
             run_dir=self.run_dir,
             verbose=not self.quiet,
             checkpoint_meta=self._checkpoint_meta(),
-            printer=lambda msg: print(
-                msg, file=sys.stderr if msg.startswith("warning") else self.stream, flush=True
-            ),
+            printer=self._print,
+            distributed=self.parallel,
         )
         return self.trainer
+
+    def _print(self, message: str) -> None:
+        """The trainer's messages: warnings to stderr, the rest to the progress stream (none
+        from the processes other than 0 of a data-parallel run)."""
+        if self.is_main:
+            print(message, file=sys.stderr if message.startswith("warning") else self.stream, flush=True)
+
+    def _callbacks_of_this_process(self, cbs: list[Any]) -> list[Any]:
+        """Process 0 keeps every callback. The other processes of a data-parallel run drop
+        those that print or write files (progress, loggers, checkpoints, the monitor,
+        snapshots) and keep those that change the run (early stopping, averaged weights,
+        unfreezing), which must run on every process alike."""
+        if self.is_main:
+            return cbs
+        from gradcraft.diagnostics.monitor import Monitor
+        from gradcraft.ensemble import SnapshotEnsemble
+        from gradcraft.train import JSONLLogger, ModelCheckpoint, ProgressBar, TensorBoardLogger
+
+        self.monitor = None
+        writers = (JSONLLogger, ModelCheckpoint, Monitor, ProgressBar, SnapshotEnsemble, TensorBoardLogger)
+        return [cb for cb in cbs if not isinstance(cb, writers)]
+
+    def _after_training_callbacks(self, bundle: DataBundle) -> list[Any]:
+        """Averaged weights, snapshots and gradual unfreezing, as the recipe asks."""
+        from gradcraft.data import DataLoader
+        from gradcraft.ensemble import ExponentialMovingAverage, SnapshotEnsemble
+
+        r = self.recipe
+        out: list[Any] = []
+        self.ema = None
+        ema = r.callbacks.ema
+        if ema.enabled:
+            bn_loader = None
+            if ema.bn == "recompute":  # unshuffled, unaugmented: evaluation stays deterministic
+                bn_loader = DataLoader(
+                    bundle.train,
+                    batch_size=r.eval_batch_size,
+                    generator=np.random.default_rng([r.seed, 5]),
+                    transform=self.eval_transform,
+                )
+            self.ema = ExponentialMovingAverage(
+                ema.decay,
+                mode=ema.mode,
+                warmup=ema.warmup,
+                every_steps=ema.every_steps,
+                start_step=ema.start_step,
+                bn=ema.bn,
+                bn_loader=bn_loader,
+                bn_batches=ema.bn_batches,
+            )
+            out.append(self.ema)
+        if r.callbacks.snapshots.enabled:
+            out.append(SnapshotEnsemble(self.run_dir / "snapshots"))
+        if self.transfer is not None:
+            out += self.transfer.callbacks()
+        return out
+
+    def _start_from_pretrained(self) -> None:
+        """Load the transfer source's weights into the new model and record what happened."""
+        report = self.transfer.load_weights(self.trainer.model)
+        self._say(report.format())
+        self._say(self.transfer.load_preprocessing(self.preprocessor, self.recipe.data.preprocessing.kind))
+        self._say(self.transfer.summary())
+        record = {**report.to_dict(), "strategy": self.transfer.strategy, "reason": self.transfer.reason}
+        atomic_write_text(self.run_dir / "transfer.json", json.dumps(record, indent=1) + "\n")
 
     def _checkpoint_meta(self) -> dict[str, Any]:
         return {
@@ -562,11 +759,28 @@ class Experiment:
         """Run the recipe (or continue it with ``resume``), test the best checkpoint, write
         results, plots and the report. Returns the results (also in ``results.json``).
 
+        In a data-parallel run every process calls this; an error on any of them ends them all
+        (``MPI_Abort``), since the others may be waiting for it in a collective operation.
+
         Raises:
             RunError: the run directory is unusable (exists with another run in it, or has no
-                checkpoint to resume).
+                checkpoint to resume), or the processes cannot share the batch.
             NonFiniteLossError: the loss diverged (the report is written first).
         """
+        self._start_processes()
+        if self.world_size == 1:
+            return self._train(resume)
+        try:
+            return self._train(resume)
+        except BaseException as err:
+            interrupted = isinstance(err, KeyboardInterrupt)
+            where = "" if self.is_main else f" on process {self.comm.rank} of {self.world_size}"
+            print(f"error{where}: {'interrupted' if interrupted else err}", file=sys.stderr, flush=True)
+            self.comm.abort(130 if interrupted else 1)
+            raise
+
+    def _train(self, resume: bool) -> dict[str, Any]:
+        from gradcraft.distributed import threads_per_process
         from gradcraft.train import NonFiniteLossError
 
         last = self.checkpoint_dir / "last.json"
@@ -578,16 +792,21 @@ class Experiment:
                 f"{self.run_dir}: already holds a run; pass --resume {self.run_dir} to continue it "
                 "or choose another --out directory"
             )
+        if self.world_size > 1:
+            self.comm.barrier()  # every process has looked at the directory before 0 writes
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if not resume:
+        if not resume and self.is_main:
             atomic_write_text(self.run_dir / "recipe.yaml", self.recipe.to_yaml())
         r = self.recipe
         started = time.perf_counter()
-        with _thread_limit(r.threads, self._warn):
+        threads = r.threads if r.threads is not None else threads_per_process(self.comm)
+        with _thread_limit(threads, self._warn):
             trainer = self.build()
             self._say(f"run directory: {self.run_dir}")
             if resume:
                 self._check_resume_compatible(last)
+            elif self.transfer is not None:
+                self._start_from_pretrained()
             try:
                 trainer.fit(r.epochs, resume_from=last if resume else None)
             except NonFiniteLossError as err:
@@ -618,7 +837,9 @@ class Experiment:
             raise CheckpointError(ckpt.path, "not a training checkpoint (it holds no trainer state)")
         state = unpack_state(tree, ckpt.arrays)
         try:
-            self.trainer.model.load_state_dict(state["model"])
+            from gradcraft.ensemble import evaluated_weights
+
+            self.trainer.model.load_state_dict(evaluated_weights(state))
             if self.preprocessor is not None:
                 self.preprocessor.load_state_dict(state["extra"]["preprocessing"])
         except (KeyError, ValueError, RuntimeError) as err:
@@ -633,10 +854,14 @@ class Experiment:
         if checkpoint_exists(path):
             self._load_weights(path)
             used = f"checkpoints/{which}.json"
+        elif self.ema is not None and self.ema.shadow:
+            self.ema.copy_to(self.trainer.model)
+            used = "final averaged weights"
         # with TTA the views are taken of raw pixels, and preprocessing runs on each view
         loader = DataLoader(
             self.data.test,
             batch_size=self.recipe.eval_batch_size,
+            sampler=self._shard(len(self.data.test), train=False),
             generator=np.random.default_rng([self.recipe.seed, 3]),
             transform=None if tta else self.eval_transform,
         )
@@ -704,10 +929,12 @@ class Experiment:
         if test:
             for k, v in test.items():
                 results[k] = _json_value(v)
-            if self.recipe.logging.jsonl:
+            if self.recipe.logging.jsonl and self.is_main:
                 line = {k: _json_value(v) for k, v in test.items() if isinstance(v, (float, str))}
                 with open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") as f:
                     f.write(json.dumps({"kind": "test", "step": trainer.global_step, **line}) + "\n")
+        if not self.is_main:  # process 0 writes the results of a data-parallel run
+            return results
         atomic_write_text(self.run_dir / "results.json", json.dumps(results, indent=1) + "\n")
         plots: list[Path] = []
         log = self.recipe.logging
@@ -728,6 +955,11 @@ class Experiment:
                 "Parameters": f"{results['parameters']:,}",
                 "Seed": self.recipe.seed,
             }
+            if self.world_size > 1:
+                facts["Processes"] = (
+                    f"{self.world_size}, data-parallel over MPI, {self._local_batch_size()} examples "
+                    f"each per step (global batch {self.recipe.batch_size})"
+                )
             if test:
                 facts["Tested weights"] = test.get("checkpoint", "final weights")
             write_report(

@@ -178,6 +178,10 @@ class Trainer:
         checkpoint_meta: JSON metadata written into every checkpoint (e.g. the resolved recipe).
         verbose: print informational messages (warnings are always printed).
         printer: where messages go (default: stderr).
+        distributed: a :class:`gradcraft.distributed.DataParallel` when this trainer is one of
+            several data-parallel processes: after every backward pass it averages the
+            gradients over the processes, evaluation and epoch training metrics are summed over
+            them, and it joins the callbacks. Each process's loaders must yield its own shard.
     """
 
     def __init__(
@@ -200,7 +204,10 @@ class Trainer:
         checkpoint_meta: Mapping[str, Any] | None = None,
         verbose: bool = True,
         printer: Callable[[str], None] | None = None,
+        distributed: Any = None,
     ) -> None:
+        if distributed is not None:
+            callbacks = [*callbacks, distributed]
         if scheduler_interval not in ("epoch", "step"):
             raise ValueError(
                 f"Expected scheduler_interval 'epoch' or 'step'. Received: {scheduler_interval!r}"
@@ -229,6 +236,7 @@ class Trainer:
         self.checkpoint_meta = dict(checkpoint_meta or {})
         self.verbose = verbose
         self.printer = printer or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.distributed = distributed
 
         self.history = History()
         self.epoch = 0
@@ -384,7 +392,8 @@ class Trainer:
     def _train_epoch(self) -> None:
         self.model.train()
         n_batches = self.steps_per_epoch or 0
-        for x, y in self.train_loader:  # type: ignore[union-attr]
+        for host_batch in self.train_loader:  # type: ignore[union-attr]
+            x, y = self._on_model_device(*host_batch)
             self.last_batch = (x, y)
             self._call("on_batch_begin")
             lr = self.lr
@@ -408,6 +417,8 @@ class Trainer:
                 )
             self.optimizer.zero_grad()
             total.backward()
+            if self.distributed is not None:
+                self.distributed.after_backward(self.model)
             logs: dict[str, float] = {"loss": value, "lr": lr}
             if reg is not None:
                 logs["reg_loss"] = total_value - value
@@ -432,11 +443,22 @@ class Trainer:
             self.batch_logs = logs
             self._call("on_batch_end")
 
+    def _on_model_device(self, *tensors: Any) -> tuple[Any, ...]:
+        """Batches (built on the host) moved to the model's device when that is a GPU."""
+        first = next(iter(self.model.parameters()), None)
+        if first is None or first.device == "cpu":
+            return tensors
+        dev = backend.device_of(first.data)
+        return tuple(t.to(dev) if isinstance(t, Tensor) else t for t in tensors)
+
     def _is_plateau(self) -> bool:
         return self.scheduler is not None and type(self.scheduler).__name__ == "ReduceLROnPlateau"
 
     def _finish_epoch(self) -> None:
-        train = self._train_metrics.compute()
+        train_metrics = self._train_metrics
+        if self.distributed is not None:  # this process saw 1/K of the epoch
+            train_metrics = self.distributed.reduce_metrics(train_metrics)
+        train = train_metrics.compute()
         lr = self.batch_logs.get("lr", self.lr)  # the rate the epoch's last step used
         logs: dict[str, Any] = {"epoch": self.epoch + 1, "step": self.global_step, "lr": lr}
         logs.update({f"train_{k}": v for k, v in train.items()})
@@ -445,7 +467,8 @@ class Trainer:
             logs.update({k: v for k, v in val.items() if isinstance(v, float)})
         elapsed = time.perf_counter() - self._epoch_started
         logs["epoch_time"] = elapsed
-        logs["images_per_sec"] = self._epoch_images / elapsed if elapsed > 0 else 0.0
+        images = self._epoch_images * (self.distributed.world_size if self.distributed is not None else 1)
+        logs["images_per_sec"] = images / elapsed if elapsed > 0 else 0.0
         if self.scheduler is not None:
             if self._is_plateau():
                 metric = logs.get(self.scheduler_monitor)
@@ -489,13 +512,16 @@ class Trainer:
         self.model.eval()
         try:
             with no_grad():
-                for x, y in loader:
+                for host_batch in loader:
+                    x, y = self._on_model_device(*host_batch)
                     out = self.model(x) if tta is None else tta(self.model, x)
                     out = out if isinstance(out, Tensor) else Tensor(out)
                     loss = self.loss_fn(out, y)
                     acc.update(float(_to_numpy(loss.data)), _to_numpy(out.data), _to_numpy(y.data))
         finally:
             self.model.train(was_training)
+        if self.distributed is not None:  # each process evaluated its shard of the loader
+            acc = self.distributed.reduce_metrics(acc)
         result: dict[str, Any] = {f"{prefix}_{k}": float(v) for k, v in acc.compute().items()}
         result[f"{prefix}_confusion_matrix"] = acc.confusion
         result[f"{prefix}_per_class_accuracy"] = acc.per_class()
@@ -525,6 +551,7 @@ class Trainer:
             with no_grad():
                 for batch in batches:
                     x = batch if isinstance(batch, Tensor) else Tensor(batch)
+                    (x,) = self._on_model_device(x)
                     out = self.model(x) if tta is None else tta(self.model, x)
                     outs.append(_probabilities(_to_numpy(out.data if isinstance(out, Tensor) else out)))
         finally:
@@ -617,6 +644,8 @@ class Trainer:
                 cb.load_state_dict(callback_states[cb.state_key])
         self.history.load_state_dict(state["history"])
         self._train_metrics.load_state_dict(state["train_metrics"])
+        if self.distributed is not None and not self.distributed.is_main:
+            self._train_metrics.reset()  # the checkpoint holds process 0's running sums
         for name, obj in self.extra_state.items():
             if name in state["extra"] and callable(getattr(obj, "load_state_dict", None)):
                 obj.load_state_dict(state["extra"][name])
