@@ -1,6 +1,10 @@
-"""Shared fixtures: every test starts from the same seed and the default dtype."""
+"""Shared fixtures: every test starts from the same seed and the default dtype, and
+matplotlib's cache stays out of the home directory."""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -13,6 +17,17 @@ from gradcraft import backend
 def _seeded() -> None:
     gradcraft.manual_seed(0)
     backend.set_default_dtype(np.float32)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _mpl_config_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A per-process matplotlib config directory (spawned workers inherit the setting)."""
+    previous = os.environ.get("MPLCONFIGDIR")
+    if previous is None:
+        os.environ["MPLCONFIGDIR"] = str(tmp_path_factory.mktemp("mplconfig"))
+    yield
+    if previous is None:
+        os.environ.pop("MPLCONFIGDIR", None)
 
 
 @pytest.fixture

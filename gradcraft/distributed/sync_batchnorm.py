@@ -38,6 +38,7 @@ from gradcraft.backend import get_array_module
 from gradcraft.distributed.comm import Communicator, SingleProcess
 from gradcraft.nn.module import Module
 from gradcraft.nn.normalization import BatchNorm1d, BatchNorm2d
+from gradcraft.ops.normalization import check_batch_norm_inputs
 
 __all__ = ["SyncBatchNorm1d", "SyncBatchNorm2d", "SyncBatchNormFunction", "convert_sync_batchnorm"]
 
@@ -72,22 +73,7 @@ class SyncBatchNormFunction(Function):
         comm: Communicator | None = None,
     ) -> Any:
         xp = get_array_module(x)
-        if x.ndim < 2:
-            raise ValueError(
-                f"Expected input of shape (N, C, *) for batch norm. Received: shape={tuple(x.shape)}"
-            )
-        c = x.shape[1]
-        for name, arr in (
-            ("weight", weight),
-            ("bias", bias),
-            ("running_mean", running_mean),
-            ("running_var", running_var),
-        ):
-            if arr is not None and arr.shape != (c,):
-                raise ValueError(
-                    f"Expected {name} of shape ({c},) for input with {c} channels. "
-                    f"Received: shape={tuple(arr.shape)}"
-                )
+        c = check_batch_norm_inputs(x, weight, bias, running_mean, running_var)
         comm = SingleProcess() if comm is None else comm
         stats = xp.empty(2 * c + 1, dtype=np.float64)
         stats[:c] = _channel_sums(xp, x)

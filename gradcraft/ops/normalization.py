@@ -44,6 +44,27 @@ def _channel_dot(xp: Any, a: Any, b: Any) -> Any:
     return xp.einsum("ncl,ncl->c", a.reshape(n, c, -1), b.reshape(n, c, -1))
 
 
+def check_batch_norm_inputs(x: Any, weight: Any, bias: Any, running_mean: Any, running_var: Any) -> int:
+    """Validate batch-norm arguments: x (N, C, *) and (C,) for each given vector; returns C."""
+    if x.ndim < 2:
+        raise ValueError(
+            f"Expected input of shape (N, C, *) for batch norm. Received: shape={tuple(x.shape)}"
+        )
+    c = x.shape[1]
+    for name, arr in (
+        ("weight", weight),
+        ("bias", bias),
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+    ):
+        if arr is not None and arr.shape != (c,):
+            raise ValueError(
+                f"Expected {name} of shape ({c},) for input with {c} channels. "
+                f"Received: shape={tuple(arr.shape)}"
+            )
+    return c
+
+
 def _rows(x: Any) -> Any:
     """(N, C, *) ``x`` as an (M, C) view of its memory when it is stored channels-last (always
     for 2-D input), else None."""
@@ -110,22 +131,7 @@ class BatchNorm(Function):
         eps: float = 1e-5,
     ) -> Any:
         xp = get_array_module(x)
-        if x.ndim < 2:
-            raise ValueError(
-                f"Expected input of shape (N, C, *) for batch norm. Received: shape={tuple(x.shape)}"
-            )
-        c = x.shape[1]
-        for name, arr in (
-            ("weight", weight),
-            ("bias", bias),
-            ("running_mean", running_mean),
-            ("running_var", running_var),
-        ):
-            if arr is not None and arr.shape != (c,):
-                raise ValueError(
-                    f"Expected {name} of shape ({c},) for input with {c} channels. "
-                    f"Received: shape={tuple(arr.shape)}"
-                )
+        c = check_batch_norm_inputs(x, weight, bias, running_mean, running_var)
         bshape = _channel_shape(x.ndim, c)
         axes = (0, *range(2, x.ndim))
         m = x.size // c if c else 0
