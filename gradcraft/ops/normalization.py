@@ -65,6 +65,19 @@ def check_batch_norm_inputs(x: Any, weight: Any, bias: Any, running_mean: Any, r
     return c
 
 
+def _update_running(
+    running_mean: Any, running_var: Any, mean: Any, var: Any, momentum: float, m: int
+) -> None:
+    """In place: μ_run ← (1 − momentum)·μ_run + momentum·μ and the same for the variance with
+    the unbiased batch variance m/(m − 1)·σ² (PyTorch's rule); None entries are skipped."""
+    if running_mean is not None:
+        running_mean *= 1 - momentum
+        running_mean += momentum * mean
+    if running_var is not None:
+        running_var *= 1 - momentum
+        running_var += (momentum * m / (m - 1)) * var
+
+
 def _rows(x: Any) -> Any:
     """(N, C, *) ``x`` as an (M, C) view of its memory when it is stored channels-last (always
     for 2-D input), else None."""
@@ -154,12 +167,7 @@ class BatchNorm(Function):
             var = _channel_dot(xp, xhat, xhat) / m
             inv_std = 1.0 / xp.sqrt(var + eps)
             xhat *= inv_std.reshape(bshape)
-            if running_mean is not None:
-                running_mean *= 1 - momentum
-                running_mean += momentum * mean
-            if running_var is not None:
-                running_var *= 1 - momentum
-                running_var += (momentum * m / (m - 1)) * var
+            _update_running(running_mean, running_var, mean, var, momentum, m)
             y = xhat * weight.reshape(bshape) if weight is not None else xhat.copy()
             if bias is not None:
                 y += bias.reshape(bshape)
@@ -200,12 +208,7 @@ class BatchNorm(Function):
         (sq,) = fast.sums(fast.k.centered_sq_sum, x2, mean)
         var = (sq / m).astype(x.dtype)
         inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
-        if running_mean is not None:
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean
-        if running_var is not None:
-            running_var *= 1 - momentum
-            running_var += (momentum * m / (m - 1)) * var
+        _update_running(running_mean, running_var, mean, var, momentum, m)
         scale = inv_std if weight is None else (weight * inv_std).astype(x.dtype)
         shift = xp.zeros_like(mean) if bias is None else bias.astype(x.dtype)
         y = xp.empty_like(x)
