@@ -199,7 +199,7 @@ def _build_app() -> Any:
                 recipe_dir=find_recipe(recipe).resolve().parent,
             )
             results = exp.train()
-        if quiet and "test_accuracy" in results:
+        if quiet and exp.is_main and "test_accuracy" in results:  # once per data-parallel run
             print(f"test_accuracy {results['test_accuracy']:.4f}  run {exp.run_dir}")
 
     @app.command("eval")
