@@ -62,11 +62,24 @@ def _finite_last(a: np.ndarray) -> float:
     return float(f[-1]) if f.size else math.nan
 
 
+def cross_entropy_floor(num_classes: int, label_smoothing: float = 0.0) -> float:
+    """The lowest cross-entropy a model can reach against label-smoothed targets: the entropy
+    of the target distribution, −(1 − ε + ε/C)·ln(1 − ε + ε/C) − (C − 1)·(ε/C)·ln(ε/C)
+    (0 without smoothing; ≈ 0.50 for ε = 0.1, C = 10)."""
+    eps = float(label_smoothing)
+    if num_classes < 2 or eps <= 0.0:
+        return 0.0
+    other = eps / num_classes
+    true = 1.0 - eps + other
+    return -(true * math.log(true)) - (num_classes - 1) * other * math.log(other)
+
+
 def classify_learning_curves(
     epochs: Mapping[str, Sequence[float]],
     num_classes: int | None = None,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     regularized: bool = False,
+    loss_floor: float = 0.0,
 ) -> Finding:
     """One finding naming the fit the curves show (``details["diagnosis"]`` is one of
     :data:`CURVE_DIAGNOSES`).
@@ -80,6 +93,9 @@ def classify_learning_curves(
             ``underfit_loss``, ``still_improving``, ``noisy_val``).
         regularized: whether dropout or penalties were on (mentioned when validation loss is
             below a training loss measured in training mode).
+        loss_floor: the lowest loss the objective allows (:func:`cross_entropy_floor` with label
+            smoothing); "high" and "at chance" are judged on the loss above it, so a smoothed
+            run near its floor is not called underfitting.
     """
     tl, tl_name = _series(epochs, "train_eval_loss", "train_loss")
     ta, _ = _series(epochs, "train_eval_accuracy", "train_accuracy")
@@ -131,8 +147,11 @@ def classify_learning_curves(
         improving = (tl[-2] - tl[-1]) / tl[-2]
     details["train_improving_per_epoch"] = improving
     chance = math.log(num_classes) if num_classes and num_classes > 1 else None
-    rel_loss = t_end / chance if chance else None
+    floor = loss_floor if chance and 0.0 <= loss_floor < chance else 0.0
+    rel_loss = max(0.0, t_end - floor) / (chance - floor) if chance else None
     details["train_loss_vs_chance"] = rel_loss
+    details["loss_floor"] = floor
+    floor_text = f", above the floor {floor:.3g} that label smoothing sets" if floor else ""
     acc_text = ""
     if gap is not None:
         acc_text = (
@@ -245,9 +264,9 @@ def classify_learning_curves(
         return Finding(
             "learning_curves",
             "warning",
-            f"Underfitting: the training loss stays high ({t_end:.3g}, {rel_loss:.0%} of chance level "
-            f"ln {num_classes} = {chance:.3g}){no_gap}; the model does not fit even the training "
-            f"data.{acc_text}{still}",
+            f"Underfitting: the training loss stays high ({t_end:.3g}, {rel_loss:.0%} of the way to chance "
+            f"level ln {num_classes} = {chance:.3g}{floor_text}){no_gap}; the model does not fit even "
+            f"the training data.{acc_text}{still}",
             "Increase capacity (wider or deeper model), train longer, lower the regularization, or "
             "tune the learning rate.",
             details=details,

@@ -41,7 +41,7 @@ from gradcraft.autograd.grad_mode import no_grad
 from gradcraft.autograd.tensor import Tensor
 from gradcraft.diagnostics._common import accuracy, fmt, loss_value, pct
 from gradcraft.diagnostics.checks import check_gradients
-from gradcraft.diagnostics.curves import classify_learning_curves
+from gradcraft.diagnostics.curves import classify_learning_curves, cross_entropy_floor
 from gradcraft.diagnostics.findings import _RANK, Finding, findings_to_markdown
 from gradcraft.diagnostics.stats import (
     RELU_LIKE,
@@ -670,14 +670,18 @@ class TrainingMonitor:
 
     # ------------------------------------------------------------------ end
     def finish(
-        self, epochs: Mapping[str, Sequence[float]], num_classes: int | None = None, regularized: bool = False
+        self,
+        epochs: Mapping[str, Sequence[float]],
+        num_classes: int | None = None,
+        regularized: bool = False,
+        label_smoothing: float = 0.0,
     ) -> list[Finding]:
         """Classify the learning curves (once at least one epoch was completed)."""
         if not epochs or not any(len(v) for v in epochs.values()):
             return []
-        finding = classify_learning_curves(
-            epochs, num_classes or self.num_classes, self.thresholds, regularized
-        )
+        classes = num_classes or self.num_classes
+        floor = cross_entropy_floor(classes, label_smoothing) if classes else 0.0
+        finding = classify_learning_curves(epochs, classes, self.thresholds, regularized, loss_floor=floor)
         self.findings = [f for f in self.findings if f.check != "learning_curves"] + [finding]
         self._emitted["learning_curves"] = finding.verdict
         return [finding]
@@ -898,7 +902,8 @@ class Monitor(Callback):
         regularized = bool(getattr(trainer, "regularizers", None)) or any(
             "drop" in type(m).__name__.lower() and getattr(m, "p", 0) for m in trainer.model.modules()
         )
-        new += self.core.finish(trainer.history.epochs, self.core.num_classes, regularized)
+        smoothing = float(getattr(trainer.loss_fn, "label_smoothing", 0.0) or 0.0)
+        new += self.core.finish(trainer.history.epochs, self.core.num_classes, regularized, smoothing)
         self._publish(trainer, new)
         directory = self._dir()
         if directory is not None:
