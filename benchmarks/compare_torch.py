@@ -123,24 +123,8 @@ def gradcraft_runner(name: str, batches: list) -> tuple[Callable[[int], None], C
     gc.manual_seed(0)
     model = gradcraft_model(name)
     opt = optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = nn.CrossEntropyLoss()
     data = [(gc.tensor(x), gc.tensor(y)) for x, y in batches]
-
-    def train_step(i: int) -> None:
-        x, y = data[i % len(data)]
-        opt.zero_grad()
-        loss = loss_fn(model(x), y)
-        loss.backward()
-        opt.step()
-
-    def evaluate() -> None:
-        model.eval()
-        with gc.no_grad():
-            for x, _ in data:
-                model(x)
-        model.train()
-
-    return train_step, evaluate
+    return step_and_eval(model, opt, nn.CrossEntropyLoss(), data, gc.no_grad)
 
 
 def torch_runner(name: str, batches: list) -> tuple[Callable[[int], None], Callable[[], None]]:
@@ -149,8 +133,14 @@ def torch_runner(name: str, batches: list) -> tuple[Callable[[int], None], Calla
     torch.manual_seed(0)
     model = torch_model(name)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = torch.nn.CrossEntropyLoss()
     data = [(torch.from_numpy(x), torch.from_numpy(y)) for x, y in batches]
+    return step_and_eval(model, opt, torch.nn.CrossEntropyLoss(), data, torch.no_grad)
+
+
+def step_and_eval(
+    model: Any, opt: Any, loss_fn: Any, data: list, no_grad: Callable[[], Any]
+) -> tuple[Callable[[int], None], Callable[[], None]]:
+    """The same training step and evaluation pass for either framework (their APIs agree)."""
 
     def train_step(i: int) -> None:
         x, y = data[i % len(data)]
@@ -161,7 +151,7 @@ def torch_runner(name: str, batches: list) -> tuple[Callable[[int], None], Calla
 
     def evaluate() -> None:
         model.eval()
-        with torch.no_grad():
+        with no_grad():
             for x, _ in data:
                 model(x)
         model.train()
