@@ -6,6 +6,12 @@ minibatch on axis 0. ``Function.apply(*inputs, **params)`` runs ``forward`` on t
 arrays and, when any input requires grad and grad mode is on, records the call as a graph node
 on the output tensor. This is the only place gradients are written by hand.
 
+The graph links Functions, not tensors: a node's ``parents`` hold, per input, the Function
+that produced it, the input itself when it is a leaf that requires grad, or ``None``. An
+intermediate tensor's array is therefore freed as soon as nothing but the graph refers to it,
+unless its Function saved it for ``backward`` (as in PyTorch); a batch-norm output that only
+feeds a ReLU costs no memory between the forward and the backward pass.
+
 Inside ``forward`` a Function keeps what ``backward`` needs on ``self`` (``save_for_backward``
 for arrays, plain attributes for shapes or flags). ``self.needs_input_grad[i]`` says whether
 input ``i`` needs a gradient, so ``backward`` may return ``None`` for the others and ``forward``
@@ -40,6 +46,8 @@ class Function:
 
     #: set on instances whose graph was freed by ``backward()``
     released = False
+    #: a weak reference to the output tensor, set by ``Tensor.retain_grad()``
+    retained: Any = None
 
     def save_for_backward(self, *arrays: Any) -> None:
         """Keep arrays needed by ``backward`` (released after the backward pass)."""
@@ -73,7 +81,8 @@ class Function:
             raise ValueError(f"{cls.__name__}: {err} (input shapes: {shapes})") from err
         out = Tensor._from_op(data, record)
         if record:
-            fn.parents = inputs
+            fn.parents = tuple(_edge(x) for x in inputs)
+            fn.output_shape = data.shape
             out._ctx = fn
         return out
 
@@ -81,3 +90,10 @@ class Function:
     def name(self) -> str:
         """A short label for graph printing and error messages."""
         return type(self).__name__
+
+
+def _edge(x: Any) -> Any:
+    """What the graph keeps of an input: its Function, itself if a leaf needing grad, or None."""
+    if not isinstance(x, Tensor) or not x.requires_grad:
+        return None
+    return x if x._ctx is None else x._ctx

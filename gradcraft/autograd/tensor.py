@@ -2,7 +2,9 @@
 
 A tensor holds ``data`` (a NumPy or CuPy array), ``requires_grad``, ``grad`` (an array of the
 same shape, filled by :meth:`Tensor.backward`) and ``_ctx``, the :class:`Function` that made it
-(``None`` for leaves). Arithmetic, reductions, shape ops and activations are attached as
+(``None`` for leaves). The graph refers to Functions and leaves only, never to intermediate
+tensors, so an intermediate's array lives only as long as user code or a ``save_for_backward``
+holds it. Arithmetic, reductions, shape ops and activations are attached as
 methods by :mod:`gradcraft.ops.tensor_methods`; each is a thin wrapper over a Function.
 
 ``grad`` is a raw array, not a Tensor (as in Chainer): optimizers and clipping work on it
@@ -11,6 +13,7 @@ directly. ``backward()`` accumulates into the ``grad`` of every leaf that requir
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -30,7 +33,7 @@ class Tensor:
         dtype: optional dtype to convert to.
     """
 
-    __slots__ = ("__weakref__", "_ctx", "_retains_grad", "data", "grad", "name", "requires_grad")
+    __slots__ = ("__weakref__", "_ctx", "data", "grad", "name", "requires_grad")
     __array_priority__ = 1000  # so ndarray <op> Tensor defers to Tensor's reflected op
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None) -> None:
@@ -39,7 +42,6 @@ class Tensor:
         self.data = backend.as_array(data, dtype)
         self.grad: Any = None
         self._ctx: Any = None
-        self._retains_grad = False
         self.name: str | None = None
         self.requires_grad = False
         if requires_grad:
@@ -51,7 +53,6 @@ class Tensor:
         t.data = data
         t.grad = None
         t._ctx = None
-        t._retains_grad = False
         t.name = None
         t.requires_grad = requires_grad
         return t
@@ -165,7 +166,8 @@ class Tensor:
         """Keep ``grad`` on this non-leaf tensor during ``backward()`` (for inspection)."""
         if not self.requires_grad:
             raise RuntimeError("retain_grad() on a tensor that does not require grad")
-        self._retains_grad = True
+        if self._ctx is not None:  # a leaf keeps its gradient anyway
+            self._ctx.retained = weakref.ref(self)
         return self
 
     def zero_grad(self) -> None:
@@ -219,11 +221,11 @@ class Tensor:
             self.grad += g
 
 
-def _topological_order(root: Tensor) -> list[Tensor]:
-    """Tensors reachable from ``root`` that require grad, each after all its inputs."""
-    order: list[Tensor] = []
+def _topological_order(root: Any) -> list[Any]:
+    """Graph nodes reachable from ``root`` (Functions and leaf tensors), each after its inputs."""
+    order: list[Any] = []
     visited: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    stack: list[tuple[Any, bool]] = [(root, False)]
     while stack:
         node, done = stack.pop()
         if done:
@@ -233,17 +235,17 @@ def _topological_order(root: Tensor) -> list[Tensor]:
             continue
         visited.add(id(node))
         stack.append((node, True))
-        fn = node._ctx
-        if fn is not None:
-            if fn.released:
-                raise RuntimeError(
-                    f"Trying to backward through the graph a second time (the saved values of "
-                    f"{fn.name} were freed by the first backward()). Pass retain_graph=True to "
-                    "the first call if you need to."
-                )
-            for parent in fn.parents:
-                if isinstance(parent, Tensor) and parent.requires_grad and id(parent) not in visited:
-                    stack.append((parent, False))
+        if isinstance(node, Tensor):
+            continue
+        if node.released:
+            raise RuntimeError(
+                f"Trying to backward through the graph a second time (the saved values of "
+                f"{node.name} were freed by the first backward()). Pass retain_graph=True to "
+                "the first call if you need to."
+            )
+        for parent in node.parents:
+            if parent is not None and id(parent) not in visited:
+                stack.append((parent, False))
     return order
 
 
@@ -257,28 +259,31 @@ def _run_backward(root: Tensor, grad: Any, retain_graph: bool, fresh: set[int]) 
         handed.add(id(g))
         return ok
 
-    grads: dict[int, Any] = {id(root): grad}
+    start = root if root._ctx is None else root._ctx
+    grads: dict[int, Any] = {id(start): grad}
     with grad_mode.no_grad():
-        for node in reversed(_topological_order(root)):
+        for node in reversed(_topological_order(start)):
             g = grads.pop(id(node), None)
             if g is None:
                 continue
-            fn = node._ctx
-            if fn is None:
+            if isinstance(node, Tensor):  # a leaf
                 node._accumulate(g, owned(g))
                 continue
-            if node._retains_grad:
-                node._accumulate(g, False)
+            fn = node
+            kept = fn.retained() if fn.retained is not None else None
+            if kept is not None:
+                kept._accumulate(g, False)
             input_grads = fn.backward(g)
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
-            for parent, needed, ig in zip(fn.parents, fn.needs_input_grad, input_grads):
-                if not needed or ig is None:
+            for parent, ig in zip(fn.parents, input_grads):
+                if parent is None or ig is None:
                     continue
-                if ig.shape != parent.data.shape:
+                shape = parent.data.shape if isinstance(parent, Tensor) else parent.output_shape
+                if ig.shape != shape:
                     raise RuntimeError(
                         f"{fn.name}.backward returned a gradient of shape {ig.shape} for an input "
-                        f"of shape {parent.data.shape}"
+                        f"of shape {shape}"
                     )
                 key = id(parent)
                 if key in grads:

@@ -99,6 +99,28 @@ def test_graph_is_freed_after_backward_and_intermediates_released():
     assert saved() is None
 
 
+def test_graph_does_not_keep_intermediate_outputs_alive():
+    x = gc_.randn(100, 100, requires_grad=True)
+    h = x + 1.0  # Add saves nothing for backward
+    h_data = weakref.ref(h.data)
+    y = ((h + 1.0) * 3.0).sum()
+    del h
+    gc.collect()
+    assert h_data() is None  # only a Function's save_for_backward may keep an intermediate array
+    y.backward()
+    np.testing.assert_allclose(x.grad, np.full((100, 100), 3.0))
+
+
+def test_retained_tensor_dropped_by_the_user_does_not_break_backward():
+    x = gc_.ones(3, requires_grad=True)
+    h = (x * 2).retain_grad()
+    y = (h * h).sum()
+    del h
+    gc.collect()
+    y.backward()
+    np.testing.assert_allclose(x.grad, [8.0, 8.0, 8.0])
+
+
 def test_second_backward_without_retain_graph_raises():
     x = gc_.ones(2, requires_grad=True)
     y = (x.exp() * 2).sum()
