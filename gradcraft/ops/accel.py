@@ -89,9 +89,13 @@ def kernels(family: str, *arrays: Any) -> ModuleType | None:
 def flat_views(*arrays: Any) -> list[Any] | None:
     """1-D views of arrays that share one memory layout, element i of each being the same
     logical element; None unless every array is dense (contiguous in some axis order) with the
-    same strides."""
+    same strides counted in elements (the dtypes may differ: a float array and its bool mask)."""
     first = arrays[0]
-    if any(a.shape != first.shape or a.strides != first.strides for a in arrays):
+
+    def layout(a: Any) -> tuple[int, ...]:
+        return tuple(s // a.itemsize for s in a.strides)
+
+    if any(a.shape != first.shape or layout(a) != layout(first) for a in arrays):
         return None
     if first.flags.c_contiguous:
         return [a.reshape(-1) for a in arrays]

@@ -131,24 +131,38 @@ _FLAT_KERNEL_MIN = 1 << 14
 
 
 class ReLU(Function):
-    """y = max(0, x);  dx = g · [y > 0] (the subgradient at 0 is 0, as PyTorch)."""
+    """y = max(0, x);  dx = g · [x > 0] (the subgradient at 0 is 0, as PyTorch).
+
+    Keeps a one-byte mask [x > 0] for backward rather than y: a ReLU's output usually feeds a
+    layer that keeps its own copy (a convolution's padded input) or nothing (pooling keeps
+    indices), so y can be freed after the forward pass.
+    """
 
     def forward(self, x: Any) -> Any:
-        y = get_array_module(x).maximum(x, 0)
-        self.save_for_backward(y)
-        return y
+        xp = get_array_module(x)
+        if not self.needs_input_grad[0]:
+            return xp.maximum(x, 0)
+        fast = accel.kernels("activation", x) if x.size >= _FLAT_KERNEL_MIN else None
+        if fast is not None:
+            y, mask = xp.empty_like(x), xp.empty_like(x, dtype=bool)
+            flat = accel.flat_views(x, y, mask)
+            if flat is not None:
+                accel.map_flat(fast.relu_forward, *flat)
+                self.save_for_backward(mask)
+                return y
+        self.save_for_backward(x > 0)
+        return xp.maximum(x, 0)
 
     def backward(self, g: Any) -> Any:
-        (y,) = self.saved
-        fast = accel.kernels("activation", g, y) if g.size >= _FLAT_KERNEL_MIN else None
-        if fast is not None and g.strides == y.strides:
-            flat = accel.flat_views(g, y)
+        (mask,) = self.saved
+        fast = accel.kernels("activation", g, mask) if g.size >= _FLAT_KERNEL_MIN else None
+        if fast is not None:
+            dx = get_array_module(g).empty_like(mask, dtype=g.dtype)
+            flat = accel.flat_views(g, mask, dx)
             if flat is not None:
-                dx = get_array_module(g).empty_like(y)
-                gf, yf = flat
-                accel.map_flat(fast.relu_backward, gf, yf, accel.flat_views(dx)[0])
+                accel.map_flat(fast.relu_backward, *flat)
                 return dx
-        return g * (y > 0)
+        return g * mask
 
 
 class Sigmoid(Function):

@@ -212,9 +212,26 @@ def test_winograd_kernels_pass_gradcheck():
 
 
 # ---------------------------------------------------------------------------- ReLU
-def test_relu_backward_kernel_matches_numpy_path(used):
+def test_relu_kernels_match_numpy_path(used):
     x = channels_last(np.random.default_rng(10).standard_normal((8, 16, 12, 12)).astype(np.float32))
     x[0, 0, 0, :4] = 0.0
+    x[1, 2, 3, :2] = -0.0
     results = run_both(lambda t: t.relu() * 2.0, [x])
     assert_same(results, rtol=0, atol=0)
+    assert used == {"activation"}
+
+
+def test_relu_kernels_keep_nan_and_save_only_a_mask(used):
+    x = np.random.default_rng(11).standard_normal((4, 8, 32, 32)).astype(np.float32)
+    x[0, 0, 0, 0] = np.nan
+    outs = []
+    for enabled in (False, True):
+        with accel.use_numba(enabled):
+            t = gc.tensor(x, requires_grad=True)
+            y = t.relu()
+            (saved,) = y.grad_fn.saved
+            assert saved.dtype == np.bool_ and saved.shape == x.shape
+            outs.append(y.numpy())
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert np.isnan(outs[1][0, 0, 0, 0])
     assert used == {"activation"}
