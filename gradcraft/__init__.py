@@ -4,6 +4,14 @@ Tensors with reverse-mode autograd (:mod:`gradcraft.autograd`), differentiable o
 (:mod:`gradcraft.ops`), and the layers, optimizers, data pipeline and trainer built on them.
 """
 
+import os as _os
+
+# NumPy's OpenBLAS keeps its idle threads spinning for 2^28 cycles (~0.1 s) after every BLAS
+# call, stealing the cores from gradcraft's own worker threads (convolution, pooling, batch
+# norm): a residual-network step ran ~35 % slower for it. OpenBLAS reads this once, when NumPy
+# loads it, so it applies when gradcraft is imported first; an explicit setting wins.
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 from gradcraft import ops
 from gradcraft.autograd import (
     Function,

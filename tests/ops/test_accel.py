@@ -5,6 +5,10 @@ results; the NumPy path is itself checked against finite differences and PyTorch
 Kernel paths are taken for channels-last NumPy input, so the inputs here are channels-last.
 """
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -235,3 +239,14 @@ def test_relu_kernels_keep_nan_and_save_only_a_mask(used):
     np.testing.assert_array_equal(outs[0], outs[1])
     assert np.isnan(outs[1][0, 0, 0, 0])
     assert used == {"activation"}
+
+
+# ---------------------------------------------------------------------------- OpenBLAS threads
+@pytest.mark.parametrize(("given", "expected"), [(None, "4"), ("12", "12")])
+def test_importing_gradcraft_first_shortens_openblas_spinning_unless_set(given, expected):
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if given is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = given
+    code = "import gradcraft, os; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == expected
