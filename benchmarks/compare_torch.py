@@ -17,9 +17,13 @@ and the gradcraft / PyTorch ratio of each (lower is better for time and memory).
 
 from __future__ import annotations
 
+import os
+
+# gradcraft's default, which it sets itself only when imported before NumPy (see gradcraft/__init__.py)
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 import argparse
 import json
-import os
 import platform
 import resource
 import statistics
@@ -165,16 +169,19 @@ def timed(fn: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
+#: Seconds between timed blocks: both frameworks' idle worker threads (OpenMP in PyTorch,
+#: OpenBLAS in NumPy) spin for a while after a parallel region, and would otherwise steal the
+#: cores from the block that follows.
+SETTLE_S = 0.3
+
+
 def interleaved(ours: Callable[[], None], theirs: Callable[[], None], repeats: int) -> tuple[float, float]:
-    """Median seconds of each, alternating which one goes first."""
+    """Median seconds of each, alternating which one goes first, with a pause before each."""
     a, b = [], []
     for r in range(repeats):
-        if r % 2 == 0:
-            a.append(timed(ours))
-            b.append(timed(theirs))
-        else:
-            b.append(timed(theirs))
-            a.append(timed(ours))
+        for which in ((0, 1) if r % 2 == 0 else (1, 0)):
+            time.sleep(SETTLE_S)
+            (a if which == 0 else b).append(timed(ours if which == 0 else theirs))
     return statistics.median(a), statistics.median(b)
 
 
