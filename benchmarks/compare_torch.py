@@ -20,9 +20,10 @@ from __future__ import annotations
 import os
 
 # gradcraft's default, which it sets itself only when imported before NumPy (see gradcraft/__init__.py)
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
 
 import argparse
+import functools
 import json
 import platform
 import resource
@@ -169,20 +170,27 @@ def timed(fn: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-#: Seconds between timed blocks: both frameworks' idle worker threads (OpenMP in PyTorch,
-#: OpenBLAS in NumPy) spin for a while after a parallel region, and would otherwise steal the
-#: cores from the block that follows.
-SETTLE_S = 0.3
+def interleaved(
+    ours: Callable[[], None],
+    theirs: Callable[[], None],
+    repeats: int,
+    warm_ours: Callable[[], None] | None = None,
+    warm_theirs: Callable[[], None] | None = None,
+) -> tuple[float, float]:
+    """Median seconds of each, alternating which one goes first.
 
-
-def interleaved(ours: Callable[[], None], theirs: Callable[[], None], repeats: int) -> tuple[float, float]:
-    """Median seconds of each, alternating which one goes first, with a pause before each."""
-    a, b = [], []
+    Each timed block follows an untimed warm-up call of the same framework (``warm_*``,
+    default: one more block), so that neither is timed while the other's idle worker threads
+    (OpenMP in PyTorch, OpenBLAS in NumPy) still spin or its own have gone to sleep.
+    """
+    runs = ((ours, warm_ours or ours), (theirs, warm_theirs or theirs))
+    times: tuple[list[float], list[float]] = ([], [])
     for r in range(repeats):
-        for which in ((0, 1) if r % 2 == 0 else (1, 0)):
-            time.sleep(SETTLE_S)
-            (a if which == 0 else b).append(timed(ours if which == 0 else theirs))
-    return statistics.median(a), statistics.median(b)
+        for which in (0, 1) if r % 2 == 0 else (1, 0):
+            fn, warm = runs[which]
+            warm()
+            times[which].append(timed(fn))
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def peak_rss_mib(framework: str, model: str, batch: int, steps: int, threads: int) -> float:
@@ -254,7 +262,9 @@ def main() -> None:
             def block(step: Callable[[int], None], steps: int = steps) -> Callable[[], None]:
                 return lambda: [step(i) for i in range(steps)]
 
-            g_block, t_block = interleaved(block(g_step), block(t_step), args.repeats)
+            g_block, t_block = interleaved(
+                block(g_step), block(t_step), args.repeats, functools.partial(g_step, 0), functools.partial(t_step, 0)
+            )
             g_ms, t_ms = 1000 * g_block / steps, 1000 * t_block / steps
             g_ev, t_ev = interleaved(g_eval, t_eval, max(3, args.repeats // 2))
             n_eval = batch * len(batches)

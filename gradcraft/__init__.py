@@ -8,9 +8,11 @@ import os as _os
 
 # NumPy's OpenBLAS keeps its idle threads spinning for 2^28 cycles (~0.1 s) after every BLAS
 # call, stealing the cores from gradcraft's own worker threads (convolution, pooling, batch
-# norm): a residual-network step ran ~35 % slower for it. OpenBLAS reads this once, when NumPy
-# loads it, so it applies when gradcraft is imported first; an explicit setting wins.
-_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+# norm): a CNN step ran ~30 % slower for it. 2^20 cycles (~0.4 ms) still bridges the gaps
+# between the GEMMs of one layer (much shorter timeouts make every call wake sleeping threads,
+# which costs milliseconds on a virtual machine). OpenBLAS reads this once, when NumPy loads
+# it, so it applies when gradcraft is imported first; an explicit setting wins.
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
 
 from gradcraft import ops
 from gradcraft.autograd import (

@@ -242,7 +242,7 @@ def test_relu_kernels_keep_nan_and_save_only_a_mask(used):
 
 
 # ---------------------------------------------------------------------------- OpenBLAS threads
-@pytest.mark.parametrize(("given", "expected"), [(None, "4"), ("12", "12")])
+@pytest.mark.parametrize(("given", "expected"), [(None, "20"), ("12", "12")])
 def test_importing_gradcraft_first_shortens_openblas_spinning_unless_set(given, expected):
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
     if given is not None:
