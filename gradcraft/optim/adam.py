@@ -121,6 +121,27 @@ class Adam(Optimizer):
             "amsgrad": group["amsgrad"],
         }
 
+    def _compiled_rule(self, kernels: Any, c: dict[str, Any], dtype: Any) -> Any:
+        f = dtype.type
+        amsgrad = c["amsgrad"]
+        scalars = (
+            f(1.0 if c["decay"] is None else c["decay"]),
+            f(1.0 - c["b1"]),
+            f(c["b2"]),
+            f(1.0 - c["b2"]),
+            f(c["eps"]),
+            f(c["step_size"]),
+        )
+
+        sign, l2 = self._folding(c, dtype)
+
+        def rule(p: Any, grad: Any, s: dict[str, Any]) -> None:
+            v = s["exp_avg_sq"]
+            vmax = s["max_exp_avg_sq"] if amsgrad else v
+            kernels.adam(p, grad, sign, l2, s["exp_avg"], v, vmax, amsgrad, *scalars)
+
+        return rule
+
     def _kernel(self, c: dict[str, Any], p: Any, g: Any, s: dict[str, Any], t: list[Any]) -> None:
         xp = c["xp"]
         (tmp,) = t

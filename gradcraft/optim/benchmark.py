@@ -6,7 +6,9 @@ Times Adam (and SGD with momentum) on the parameter set of the 784-512-256-10 ML
 * ``numpy naive``   — the textbook per-parameter update (``m = b1*m + (1-b1)*g`` ...), which
   allocates a temporary array per operation (the plain NumPy baseline);
 * ``per-parameter`` — gradcraft with ``flatten_params=False``: in place, per parameter;
-* ``flat``          — gradcraft's default: one cache-blocked update over the flat buffer;
+* ``flat numpy``    — one cache-blocked NumPy update over the flat buffer (compiled kernels off);
+* ``flat``          — gradcraft's default: with the ``fast`` extra, one compiled pass per
+  parameter (:mod:`gradcraft.ops.kernels.optim`), otherwise the same as ``flat numpy``;
 * ``torch``         — ``torch.optim`` (default ``foreach`` implementation, one thread) on the
   same shapes, when PyTorch is installed.
 
@@ -61,8 +63,11 @@ def _naive_sgd(params: list[np.ndarray], grads: list[np.ndarray]) -> Callable[[]
     return step
 
 
-def _gradcraft(name: str, flatten: bool, params: list[Any], grads: list[np.ndarray]) -> Callable[[], None]:
+def _gradcraft(
+    name: str, flatten: bool, params: list[Any], grads: list[np.ndarray], compiled: bool = True
+) -> Callable[[], None]:
     from gradcraft import optim
+    from gradcraft.ops import accel
 
     kwargs = {"lr": 1e-3} if name == "Adam" else {"lr": 0.01, "momentum": 0.9}
     opt = getattr(optim, name)(params, flatten_params=flatten, **kwargs)
@@ -70,7 +75,8 @@ def _gradcraft(name: str, flatten: bool, params: list[Any], grads: list[np.ndarr
         p.grad = g
 
     def step() -> None:
-        opt.step()
+        with accel.use_numba(compiled and accel.numba_enabled()):
+            opt.step()
 
     return step
 
@@ -119,6 +125,7 @@ def bench_optimizer(name: str, rounds: int) -> dict[str, float]:
     variants: dict[str, Callable[[], None]] = {
         "numpy naive": naive([a.copy() for a in init], grads),
         "per-parameter": _gradcraft(name, False, [Parameter(a.copy()) for a in init], grads),
+        "flat numpy": _gradcraft(name, True, [Parameter(a.copy()) for a in init], grads, compiled=False),
         "flat": _gradcraft(name, True, [Parameter(a.copy()) for a in init], grads),
     }
     theirs = _torch(name, init, grads)

@@ -539,6 +539,30 @@ class Optimizer:
         the caller's gradient), the state arrays ``s`` and temporaries ``t`` (all one shape)."""
         raise NotImplementedError
 
+    def _compiled_rule(self, kernels: Any, c: dict[str, Any], dtype: Any) -> Any:
+        """Optionally, the same update as :meth:`_kernel` in one compiled pass: a function
+        ``rule(p, grad, s)`` that updates the 1-D ``p`` and state slices ``s`` in place from the
+        caller's raw gradient ``grad`` (folding in ``c["negate"]`` and ``c["l2"]`` itself, see
+        :meth:`_folding`), using ``kernels`` (:mod:`gradcraft.ops.kernels.optim`) and scalars
+        of ``dtype``. None (the default) when there is no such kernel for ``c``."""
+        return None
+
+    @staticmethod
+    def _folding(c: dict[str, Any], dtype: Any) -> tuple[Any, Any]:
+        """(sign, λ) of ``g = sign·grad + λ·θ`` as scalars of ``dtype``: maximize and coupled decay."""
+        return dtype.type(-1.0 if c.get("negate", False) else 1.0), dtype.type(c.get("l2", 0.0))
+
+    def _compiled(self, c: dict[str, Any], p: Any, grads: list[Any]) -> Any:
+        """:meth:`_compiled_rule` for these arrays, or None unless the compiled kernels apply
+        (Numba on, NumPy arrays, one floating dtype)."""
+        from gradcraft.ops import accel
+
+        kernels = accel.kernels("optim", p, *grads)
+        dtype = p.dtype
+        if kernels is None or dtype.kind != "f" or any(g.dtype != dtype for g in grads):
+            return None
+        return self._compiled_rule(kernels, c, dtype)
+
     def _update_group(self, group: dict[str, Any]) -> None:
         params = group["params"]
         layout = self._layout_for(group)
@@ -595,6 +619,11 @@ class Optimizer:
         negate, l2 = c.get("negate", False), c.get("l2", 0.0)
         names = [k for k, v in st0.items() if _is_array(v)]
         flat_state = {k: layout.state_flat[k] for k in names}
+        rule = self._compiled(c, layout.flat_param, grads)
+        if rule is not None:  # one pass per parameter, straight from its gradient
+            for i, (a, b) in enumerate(zip(layout.offsets, layout.offsets[1:])):
+                rule(layout.flat_param[a:b], grads[i], {k: v[a:b] for k, v in flat_state.items()})
+            return
         # a kernel that only reads the gradient gets the caller's array itself when there is
         # nothing to fold in (no maximize, no coupled decay): one pass fewer
         direct = not (negate or l2 or c.get("writes_grad", True))
@@ -656,6 +685,10 @@ class Optimizer:
         pf = data.reshape(-1)
         gf = grad.reshape(-1)
         sf = {k: st[k].reshape(-1) for k in names}
+        rule = self._compiled(c, pf, [gf])
+        if rule is not None:
+            rule(pf, gf, sf)
+            return
         direct = not (negate or l2 or c.get("writes_grad", True))
         for a in range(0, size, chunk):
             b = min(a + chunk, size)

@@ -134,6 +134,20 @@ class SGD(Optimizer):
             "lecture": group["momentum_form"] == "lecture",
         }
 
+    def _compiled_rule(self, kernels: Any, c: dict[str, Any], dtype: Any) -> Any:
+        name = c["buf"]
+        if name is None or c["lecture"]:  # one or two NumPy passes: nothing to fuse
+            return None
+        f = dtype.type
+        args = (f(c["lr"]), f(c["mu"]), f(1.0 - c["damp"]), c["nesterov"], c["first"])
+
+        sign, l2 = self._folding(c, dtype)
+
+        def rule(p: Any, grad: Any, s: dict[str, Any]) -> None:
+            kernels.sgd_momentum(p, grad, sign, l2, s[name], *args)
+
+        return rule
+
     def _kernel(self, c: dict[str, Any], p: Any, g: Any, s: dict[str, Any], t: list[Any]) -> None:
         xp, lr, mu = c["xp"], c["lr"], c["mu"]
         (tmp,) = t
