@@ -5,7 +5,8 @@ Times Adam (and SGD with momentum) on the parameter set of the 784-512-256-10 ML
 
 * ``numpy naive``   — the textbook per-parameter update (``m = b1*m + (1-b1)*g`` ...), which
   allocates a temporary array per operation (the plain NumPy baseline);
-* ``per-parameter`` — gradcraft with ``flatten_params=False``: in place, per parameter;
+* ``per-parameter`` — gradcraft with ``flatten_params=False``: in place, per parameter
+  (compiled when the ``fast`` extra is installed);
 * ``flat numpy``    — one cache-blocked NumPy update over the flat buffer (compiled kernels off);
 * ``flat``          — gradcraft's default: with the ``fast`` extra, one compiled pass per
   parameter (:mod:`gradcraft.ops.kernels.optim`), otherwise the same as ``flat numpy``;

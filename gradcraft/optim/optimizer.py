@@ -26,9 +26,14 @@ one shape, and run by a driver in this module that makes them fast in plain NumP
   only reads the gradient gets the caller's ``grad`` array itself (no copy) unless maximize
   or coupled weight decay must be folded in first.
 
-On the 784-512-256-10 MLP's 535,818 float32 parameters an Adam step takes about 2.2 ms,
-against 6.4 ms for the textbook per-parameter NumPy update and 3.2 ms for ``torch.optim.Adam``
-on one core (``python -m gradcraft.optim.benchmark``).
+* **One compiled pass.** With the ``fast`` extra (Numba), a rule that provides
+  :meth:`Optimizer._compiled_rule` (Adam/AdamW, SGD with momentum) updates each parameter in
+  one pass straight from its raw gradient instead (:mod:`gradcraft.ops.kernels.optim`); the
+  NumPy kernel stays the reference and the fallback (CuPy, other dtypes, no Numba).
+
+On the 784-512-256-10 MLP's 535,818 float32 parameters an Adam step takes about 1.0 ms
+compiled and 2.5 ms with the NumPy rule, against 7.3 ms for the textbook per-parameter NumPy
+update and 3.5 ms for ``torch.optim.Adam`` on one core (``python -m gradcraft.optim.benchmark``).
 
 A parameter whose ``grad`` is ``None`` is skipped (its state does not advance), as in
 PyTorch; a group where that happens is updated parameter by parameter for that step.
