@@ -44,6 +44,7 @@ __all__ = [
 ]
 
 _FLOAT_DTYPES = (np.float16, np.float32, np.float64)
+_ndarray = np.ndarray
 _default_dtype: np.dtype = np.dtype(np.float32)
 
 Generator = np.random.Generator
@@ -56,8 +57,10 @@ def get_array_module(*arrays: Any) -> Any:
     NumPy is returned unless one of the arrays is a CuPy array.
     """
     for a in arrays:
-        mod = type(a).__module__
-        if mod.startswith("cupy"):
+        kind = type(a)
+        if kind is _ndarray:  # the common case, without a string test
+            continue
+        if kind.__module__.startswith("cupy"):
             import cupy
 
             return cupy

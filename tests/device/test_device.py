@@ -91,3 +91,14 @@ def test_a_gpu_index_beyond_the_devices_is_named(monkeypatch: pytest.MonkeyPatch
         RuntimeError, match=re.escape("Expected a CUDA device index below 2. Received: device='cuda:2'")
     ):
         backend.to_device(np.zeros(3), "cuda:2")
+
+
+def test_array_module_is_numpy_for_numpy_arrays_and_cupy_for_any_cupy_type(monkeypatch) -> None:
+    fake_cupy = types.ModuleType("cupy")
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+    device_array = type("ndarray", (), {"__module__": "cupy._core.core"})()
+    x = np.zeros(3, np.float32)
+    assert backend.get_array_module(x, x[1:], np.float32(1.0), 2.0) is np
+    assert backend.get_array_module(np.ma.masked_array(x)) is np  # NumPy subclasses too
+    assert backend.get_array_module(x, device_array) is fake_cupy
+    assert backend.get_array_module(device_array, x) is fake_cupy
