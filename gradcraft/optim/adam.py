@@ -132,7 +132,6 @@ class Adam(Optimizer):
             f(c["eps"]),
             f(c["step_size"]),
         )
-
         sign, l2 = self._folding(c, dtype)
 
         def rule(p: Any, grad: Any, s: dict[str, Any]) -> None:

@@ -74,6 +74,9 @@ _CHUNK_BYTES = 1 << 18
 
 _ARRAY_TAG = "__array__"
 
+#: dtypes the compiled updates are built for (Numba has no float16 arithmetic)
+_COMPILED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
 
 class _Required:
     """Marks a hyperparameter without a default (must be given per group)."""
@@ -559,12 +562,12 @@ class Optimizer:
 
     def _compiled(self, c: dict[str, Any], p: Any, grads: list[Any]) -> Any:
         """:meth:`_compiled_rule` for these arrays, or None unless the compiled kernels apply
-        (Numba on, NumPy arrays, one floating dtype)."""
+        (Numba on, NumPy arrays, all float32 or all float64)."""
         from gradcraft.ops import accel
 
         kernels = accel.kernels("optim", p, *grads)
         dtype = p.dtype
-        if kernels is None or dtype.kind != "f" or any(g.dtype != dtype for g in grads):
+        if kernels is None or dtype not in _COMPILED_DTYPES or any(g.dtype != dtype for g in grads):
             return None
         return self._compiled_rule(kernels, c, dtype)
 

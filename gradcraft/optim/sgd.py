@@ -136,7 +136,7 @@ class SGD(Optimizer):
 
     def _compiled_rule(self, kernels: Any, c: dict[str, Any], dtype: Any) -> Any:
         name = c["buf"]
-        if name is None or c["lecture"]:  # one or two NumPy passes: nothing to fuse
+        if name is None or c["lecture"]:  # plain SGD (two passes) and the lecture form: NumPy rule
             return None
         f = dtype.type
         args = (f(c["lr"]), f(c["mu"]), f(1.0 - c["damp"]), c["nesterov"], c["first"])

@@ -99,3 +99,14 @@ def test_mixed_gradient_dtypes_fall_back_to_the_numpy_rule(calls):
         opt.step()
     assert calls["adam"] == 0
     np.testing.assert_allclose(params[0].data, 0.9, rtol=1e-6)
+
+
+def test_float16_parameters_keep_the_numpy_rule(calls):
+    params = [nn.Parameter(np.ones(5, np.float16))]
+    opt = optim.SGD(params, lr=0.5, momentum=0.9)
+    params[0].grad = np.ones(5, np.float16)
+    with accel.use_numba(True):
+        opt.step()
+    assert calls["sgd_momentum"] == 0
+    assert params[0].data.dtype == np.float16
+    np.testing.assert_array_equal(params[0].data, np.full(5, 0.5, np.float16))
