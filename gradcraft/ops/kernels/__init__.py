@@ -7,6 +7,10 @@ inf or NaN instead of raising, which also lets loops with a division vectorise: 
 zero check blocks it, at about 5× the cost in the Adam update) and the floating-point
 relaxations that allow vectorised sums (reassociation, contraction) but keep IEEE NaN and
 infinity semantics, so a diverging run still produces the NaN that stops it.
+
+Numba's disk cache is keyed on each kernel's source file, not on these options: after
+changing them, delete the ``*.nbi`` / ``*.nbc`` files in this package's ``__pycache__``, or
+an old compilation may still be loaded.
 """
 
 from __future__ import annotations
