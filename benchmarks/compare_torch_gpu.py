@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from compare_torch import gradcraft_model, make_batches, torch_model
+from compare_torch import gradcraft_model, make_batches, step_and_eval, torch_model
 
 
 def synchronizer(framework: str, device: str) -> Callable[[], None]:
@@ -95,25 +95,19 @@ def runner(framework: str, name: str, batches: list, device: str) -> tuple[Calla
         data = [(gc.tensor(x).to(device), gc.tensor(y).to(device)) for x, y in batches]
         no_grad = gc.no_grad
     sync = synchronizer(framework, device)
+    step, evaluate = step_and_eval(model, opt, loss_fn, data, no_grad)
     position = [0]
 
     def train_step() -> None:
-        x, y = data[position[0] % len(data)]
+        step(position[0])
         position[0] += 1
-        opt.zero_grad()
-        loss_fn(model(x), y).backward()
-        opt.step()
         sync()
 
-    def evaluate() -> None:
-        model.eval()
-        with no_grad():
-            for x, _ in data:
-                model(x)
-        model.train()
+    def evaluate_all() -> None:
+        evaluate()
         sync()
 
-    return train_step, evaluate
+    return train_step, evaluate_all
 
 
 def interleaved_medians(blocks: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
