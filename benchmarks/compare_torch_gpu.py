@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from compare_torch import gradcraft_model, make_batches, step_and_eval, torch_model
+from compare_torch import gradcraft_model, interleaved, make_batches, step_and_eval, torch_model
 
 
 def synchronizer(framework: str, device: str) -> Callable[[], None]:
@@ -110,20 +108,6 @@ def runner(framework: str, name: str, batches: list, device: str) -> tuple[Calla
     return train_step, evaluate_all
 
 
-def interleaved_medians(blocks: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
-    """Median seconds of each block, alternating which framework goes first; each timed block
-    follows an untimed call of the same block (warm caches, allocator, autotuning)."""
-    times: dict[str, list[float]] = {k: [] for k in blocks}
-    names = list(blocks)
-    for r in range(repeats):
-        for name in names if r % 2 == 0 else names[::-1]:
-            blocks[name]()
-            start = time.perf_counter()
-            blocks[name]()
-            times[name].append(time.perf_counter() - start)
-    return {k: statistics.median(v) for k, v in times.items()}
-
-
 def describe(device: str) -> str:
     if device == "cpu":
         return "device cpu (harness check only)"
@@ -164,13 +148,14 @@ def row(model: str, batch: int, device: str, steps: int, repeats: int) -> str:
     def block(step: Callable[[], None]) -> Callable[[], None]:
         return lambda: [step() for _ in range(steps)]
 
-    train = interleaved_medians({"gc": block(g_step), "torch": block(t_step)}, repeats)
-    evals = interleaved_medians({"gc": g_eval, "torch": t_eval}, repeats)
+    # each timed block follows an untimed one of the same framework (caches, allocator, autotuning)
+    g_train, t_train = interleaved(block(g_step), block(t_step), repeats)
+    g_ev, t_ev = interleaved(g_eval, t_eval, repeats)
     n_train, n_eval = batch * steps, batch * len(batches)
     return (
-        f"| {model} | {batch} | {n_train / train['gc']:,.0f} | {n_train / train['torch']:,.0f} "
-        f"| {train['gc'] / train['torch']:.2f}x | {n_eval / evals['gc']:,.0f} "
-        f"| {n_eval / evals['torch']:,.0f} | {evals['gc'] / evals['torch']:.2f}x "
+        f"| {model} | {batch} | {n_train / g_train:,.0f} | {n_train / t_train:,.0f} "
+        f"| {g_train / t_train:.2f}x | {n_eval / g_ev:,.0f} "
+        f"| {n_eval / t_ev:,.0f} | {g_ev / t_ev:.2f}x "
         f"| {peak_memory_mib('gradcraft', device):.0f} | {peak_memory_mib('torch', device):.0f} |"
     )
 

@@ -78,7 +78,7 @@ def torch_mirror(module: Any) -> Any:
     if isinstance(m, nn.BatchNorm1d):
         return tnn.BatchNorm1d(m.num_features, eps=m.eps, momentum=m.momentum)
     if isinstance(m, nn.MaxPool2d):
-        return tnn.MaxPool2d(m.kernel_size, m.stride, m.padding)
+        return tnn.MaxPool2d(m.kernel_size, m.stride, m.padding, dilation=m.dilation, ceil_mode=m.ceil_mode)
     if isinstance(m, nn.GlobalAvgPool2d):
         return GlobalAvgPool()
     if isinstance(m, nn.Dropout):

@@ -617,14 +617,7 @@ class Optimizer:
         scalars = {k: v for k, v in st0.items() if not _is_array(v)}
         for st in states[1:]:
             st.update(scalars)
-        xp = layout.xp
-        c["xp"] = xp
-        nt = self._num_temps
-        n_max = min(layout.chunk, layout.total)
-        scratch = layout.scratch(nt + 1, n_max, layout.dtype, xp)
-        mask = layout.mask(n_max, xp) if self._needs_mask else None
         grads = [p.grad.reshape(-1) for p in layout.params]
-        negate, l2 = c.get("negate", False), c.get("l2", 0.0)
         names = [k for k, v in st0.items() if _is_array(v)]
         flat_state = {k: layout.state_flat[k] for k in names}
         rule = self._compiled(c, layout.flat_param, grads)
@@ -632,6 +625,13 @@ class Optimizer:
             for i, (a, b) in enumerate(zip(layout.offsets, layout.offsets[1:])):
                 rule(layout.flat_param[a:b], grads[i], {k: v[a:b] for k, v in flat_state.items()})
             return
+        xp = layout.xp
+        c["xp"] = xp
+        nt = self._num_temps
+        n_max = min(layout.chunk, layout.total)
+        scratch = layout.scratch(nt + 1, n_max, layout.dtype, xp)
+        mask = layout.mask(n_max, xp) if self._needs_mask else None
+        negate, l2 = c.get("negate", False), c.get("l2", 0.0)
         # a kernel that only reads the gradient gets the caller's array itself when there is
         # nothing to fold in (no maximize, no coupled decay): one pass fewer
         direct = not (negate or l2 or c.get("writes_grad", True))
@@ -672,6 +672,14 @@ class Optimizer:
             for k in names:
                 if not st[k].flags.c_contiguous:
                     st[k] = xp.ascontiguousarray(st[k])
+        if contiguous:
+            pf = data.reshape(-1)
+            gf = grad.reshape(-1)
+            sf = {k: st[k].reshape(-1) for k in names}
+            rule = self._compiled(c, pf, [gf])
+            if rule is not None:
+                rule(pf, gf, sf)
+                return
         chunk = max(1, _CHUNK_BYTES // data.dtype.itemsize) if contiguous else max(size, 1)
         n_max = min(chunk, size) if size else 1
         scratch = layout.scratch(nt + 1, n_max, data.dtype, xp)
@@ -689,13 +697,6 @@ class Optimizer:
                 {k: st[k] for k in names},
                 [scratch[j, :size].reshape(shape) for j in range(1, nt + 1)],
             )
-            return
-        pf = data.reshape(-1)
-        gf = grad.reshape(-1)
-        sf = {k: st[k].reshape(-1) for k in names}
-        rule = self._compiled(c, pf, [gf])
-        if rule is not None:
-            rule(pf, gf, sf)
             return
         direct = not (negate or l2 or c.get("writes_grad", True))
         for a in range(0, size, chunk):
