@@ -27,9 +27,11 @@ from types import ModuleType
 from typing import Any
 
 __all__ = [
+    "flat_order",
     "flat_views",
     "kernels",
-    "map_flat",
+    "layout",
+    "map_bits",
     "numba_available",
     "numba_enabled",
     "tune_allocator",
@@ -86,38 +88,47 @@ def kernels(family: str, *arrays: Any) -> ModuleType | None:
     return importlib.import_module(f"gradcraft.ops.kernels.{family}")
 
 
+def flat_order(a: Any) -> list[int] | None:
+    """The axis order in which ``a`` is C-contiguous (``a.transpose(order)`` needs no copy), or
+    None when ``a`` is not dense."""
+    if a.flags.c_contiguous:
+        return list(range(a.ndim))
+    order = sorted(range(a.ndim), key=lambda axis: -abs(a.strides[axis]))
+    return order if a.transpose(order).flags.c_contiguous else None
+
+
+def layout(a: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``a``'s shape and strides counted in elements (equal for arrays of different dtypes that
+    lay out the same logical elements in the same order)."""
+    return a.shape, tuple(s // a.itemsize for s in a.strides)
+
+
 def flat_views(*arrays: Any) -> list[Any] | None:
     """1-D views of arrays that share one memory layout, element i of each being the same
     logical element; None unless every array is dense (contiguous in some axis order) with the
     same strides counted in elements (the dtypes may differ: a float array and its bool mask)."""
-    first = arrays[0]
-
-    def layout(a: Any) -> tuple[int, ...]:
-        return tuple(s // a.itemsize for s in a.strides)
-
-    if any(a.shape != first.shape or layout(a) != layout(first) for a in arrays):
+    first = layout(arrays[0])
+    if any(layout(a) != first for a in arrays):
         return None
-    if first.flags.c_contiguous:
-        return [a.reshape(-1) for a in arrays]
-    order = sorted(range(first.ndim), key=lambda axis: -abs(first.strides[axis]))
-    moved = [a.transpose(order) for a in arrays]
-    if not moved[0].flags.c_contiguous:
+    order = flat_order(arrays[0])
+    if order is None:
         return None
-    return [a.reshape(-1) for a in moved]
+    return [a.transpose(order).reshape(-1) for a in arrays]
 
 
-def map_flat(kernel: Any, *flat: Any) -> None:
-    """``kernel(*blocks)`` over blocks of equal-length 1-D arrays, on the worker threads."""
+def map_bits(kernel: Any, a: Any, b: Any, bits: Any) -> None:
+    """``kernel(a_block, b_block, bits_block)`` over blocks of two equal-length 1-D arrays and
+    the bit array that packs one bit per element of them (8 per byte), on the worker threads;
+    blocks start at multiples of 8 elements so that no byte of ``bits`` is shared."""
     import numpy as np
 
     from gradcraft.ops.conv import parallel_for, sample_chunks
 
-    size = flat[0].shape[0]
-    chunks = sample_chunks(np, size, flat[0].itemsize)
+    chunks = sample_chunks(np, bits.shape[0], 8 * a.itemsize)
 
     def body(i: int, _scratch: dict) -> None:
         lo, hi = chunks[i]
-        kernel(*(a[lo:hi] for a in flat))
+        kernel(a[8 * lo : 8 * hi], b[8 * lo : 8 * hi], bits[lo:hi])
 
     parallel_for(np, len(chunks), body)
 

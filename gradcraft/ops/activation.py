@@ -11,6 +11,7 @@ float64 rounding, using only array-module operations (so it runs on NumPy and Cu
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from gradcraft.autograd.function import Function
@@ -133,9 +134,11 @@ _FLAT_KERNEL_MIN = 1 << 14
 class ReLU(Function):
     """y = max(0, x);  dx = g · [x > 0] (the subgradient at 0 is 0, as PyTorch).
 
-    Keeps a one-byte mask [x > 0] for backward rather than y: a ReLU's output usually feeds a
-    layer that keeps its own copy (a convolution's padded input) or nothing (pooling keeps
-    indices), so y can be freed after the forward pass.
+    Keeps only the mask [x > 0] for backward, not y: a ReLU's output usually feeds a layer that
+    keeps it anyway (a convolution's input) or that keeps something smaller (pooling keeps
+    indices), so y costs nothing extra or is freed after the forward pass. With the compiled
+    kernels the mask is packed to one bit per element (in ``x``'s memory order); otherwise it
+    is a boolean array.
     """
 
     def forward(self, x: Any) -> Any:
@@ -144,25 +147,38 @@ class ReLU(Function):
             return xp.maximum(x, 0)
         fast = accel.kernels("activation", x) if x.size >= _FLAT_KERNEL_MIN else None
         if fast is not None:
-            y, mask = xp.empty_like(x), xp.empty_like(x, dtype=bool)
-            flat = accel.flat_views(x, y, mask)
+            y = xp.empty_like(x)
+            flat = accel.flat_views(x, y)
             if flat is not None:
-                accel.map_flat(fast.relu_forward, *flat)
-                self.save_for_backward(mask)
+                bits = xp.empty((x.size + 7) // 8, dtype=xp.uint8)
+                accel.map_bits(fast.relu_forward_bits, *flat, bits)
+                self.layout = accel.layout(x)
+                self.order = accel.flat_order(x)
+                self.save_for_backward(bits)
                 return y
         self.save_for_backward(x > 0)
         return xp.maximum(x, 0)
 
     def backward(self, g: Any) -> Any:
         (mask,) = self.saved
-        fast = accel.kernels("activation", g, mask) if g.size >= _FLAT_KERNEL_MIN else None
+        xp = get_array_module(g)
+        if mask.dtype == xp.bool_:
+            return g * mask
+        fast = accel.kernels("activation", g) if accel.layout(g) == self.layout else None
         if fast is not None:
-            dx = get_array_module(g).empty_like(mask, dtype=g.dtype)
-            flat = accel.flat_views(g, mask, dx)
+            dx = xp.empty_like(g)
+            flat = accel.flat_views(g, dx)
             if flat is not None:
-                accel.map_flat(fast.relu_backward, *flat)
+                accel.map_bits(fast.relu_backward_bits, *flat, mask)
                 return dx
-        return g * mask
+        return g * self._unpacked(mask)
+
+    def _unpacked(self, bits: Any) -> Any:
+        """The packed mask as a boolean array of ``x``'s shape."""
+        shape = self.layout[0]
+        flat = get_array_module(bits).unpackbits(bits, count=math.prod(shape), bitorder="little")
+        moved = flat.view(bool).reshape([shape[axis] for axis in self.order])
+        return moved.transpose([self.order.index(axis) for axis in range(len(shape))])
 
 
 class Sigmoid(Function):

@@ -216,8 +216,14 @@ def test_winograd_kernels_pass_gradcheck():
 
 
 # ---------------------------------------------------------------------------- ReLU
-def test_relu_kernels_match_numpy_path(used):
-    x = channels_last(np.random.default_rng(10).standard_normal((8, 16, 12, 12)).astype(np.float32))
+@pytest.mark.parametrize(
+    "shape",
+    # a multiple of 8 elements; an odd count (the last mask byte is partly used); several
+    # worker blocks, split at multiples of 8 elements so that no mask byte is shared
+    [(8, 16, 12, 12), (3, 7, 29, 31), (5, 7, 61, 67)],
+)
+def test_relu_kernels_match_numpy_path(shape, used):
+    x = channels_last(np.random.default_rng(10).standard_normal(shape).astype(np.float32))
     x[0, 0, 0, :4] = 0.0
     x[1, 2, 3, :2] = -0.0
     results = run_both(lambda t: t.relu() * 2.0, [x])
@@ -225,8 +231,19 @@ def test_relu_kernels_match_numpy_path(used):
     assert used == {"activation"}
 
 
-def test_relu_kernels_keep_nan_and_save_only_a_mask(used):
-    x = np.random.default_rng(11).standard_normal((4, 8, 32, 32)).astype(np.float32)
+def test_relu_mask_is_unpacked_when_the_gradient_has_another_memory_order(used):
+    # channels-last input; the reshape sends back a C-ordered gradient, so the packed mask
+    # (in the input's memory order) cannot be read element by element alongside it
+    x = channels_last(np.random.default_rng(12).standard_normal((3, 7, 29, 31)))
+    results = run_both(lambda t: t.relu().reshape(3, -1), [x])
+    assert_same(results, rtol=0, atol=0)
+    assert used == {"activation"}
+    with accel.use_numba(True):
+        assert gradcheck(lambda t: t.relu().reshape(3, -1), [x + 0.01 * np.sign(x)])
+
+
+def test_relu_kernels_keep_nan_and_save_one_bit_per_element(used):
+    x = np.random.default_rng(11).standard_normal((4, 8, 32, 33)).astype(np.float32)
     x[0, 0, 0, 0] = np.nan
     outs = []
     for enabled in (False, True):
@@ -234,7 +251,10 @@ def test_relu_kernels_keep_nan_and_save_only_a_mask(used):
             t = gc.tensor(x, requires_grad=True)
             y = t.relu()
             (saved,) = y.grad_fn.saved
-            assert saved.dtype == np.bool_ and saved.shape == x.shape
+            if enabled:
+                assert saved.dtype == np.uint8 and saved.shape == ((x.size + 7) // 8,)
+            else:
+                assert saved.dtype == np.bool_ and saved.shape == x.shape
             outs.append(y.numpy())
     np.testing.assert_array_equal(outs[0], outs[1])
     assert np.isnan(outs[1][0, 0, 0, 0])

@@ -6,20 +6,46 @@ from typing import Any
 
 from gradcraft.ops.kernels import jit
 
-__all__ = ["relu_backward", "relu_forward"]
+__all__ = ["relu_backward_bits", "relu_forward_bits"]
 
 
 @jit
-def relu_forward(x: Any, y: Any, mask: Any) -> None:
-    """y = max(0, x) (NaN stays NaN) and mask = [x > 0], in one pass."""
-    for i in range(x.shape[0]):
-        v = x[i]
-        mask[i] = v > 0
-        y[i] = 0 if v <= 0 else v
+def relu_forward_bits(x: Any, y: Any, bits: Any) -> None:
+    """y = max(0, x) (NaN stays NaN) and bit k of bits[i] = [x[8i + k] > 0], in one pass: the
+    mask costs one bit per element instead of a byte."""
+    n = x.shape[0]
+    full = n // 8
+    for b in range(full):
+        base = 8 * b
+        byte = 0
+        for k in range(8):
+            v = x[base + k]
+            byte |= (v > 0) << k
+            y[base + k] = 0 if v <= 0 else v
+        bits[b] = byte
+    if full < bits.shape[0]:
+        byte = 0
+        for k in range(n - 8 * full):
+            v = x[8 * full + k]
+            byte |= (v > 0) << k
+            y[8 * full + k] = 0 if v <= 0 else v
+        bits[full] = byte
 
 
 @jit
-def relu_backward(g: Any, mask: Any, dx: Any) -> None:
-    """dx = g · mask in one pass (a NaN gradient stays NaN, as NumPy's product keeps it)."""
-    for i in range(g.shape[0]):
-        dx[i] = g[i] if mask[i] else 0 * g[i]
+def relu_backward_bits(g: Any, dx: Any, bits: Any) -> None:
+    """dx = g · mask with the mask packed by :func:`relu_forward_bits` (a NaN gradient stays
+    NaN, as NumPy's product keeps it)."""
+    n = g.shape[0]
+    full = n // 8
+    for b in range(full):
+        base = 8 * b
+        byte = bits[b]
+        for k in range(8):
+            v = g[base + k]
+            dx[base + k] = v if (byte >> k) & 1 else 0 * v
+    if full < bits.shape[0]:
+        byte = bits[full]
+        for k in range(n - 8 * full):
+            v = g[8 * full + k]
+            dx[8 * full + k] = v if (byte >> k) & 1 else 0 * v
