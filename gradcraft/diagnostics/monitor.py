@@ -518,7 +518,10 @@ class TrainingMonitor:
             and self._ema / (1 - self.ema_beta**self._ema_n) < 0.1 * self._ema_first
         )
         decayed = lr is not None and self.initial_lr is not None and lr < 0.5 * self.initial_lr
-        if low and not decayed and not converged:
+        # during a warm-up the ratios grow with the rate: judge them once it stops rising
+        first_lr = samples[0].get("lr")
+        warming_up = lr is not None and first_lr is not None and lr > 1.05 * first_lr
+        if low and not decayed and not converged and not warming_up:
             per_layer = ", ".join(f"'{k}' {v:.2g}" for k, v in low.items())
             new += self._emit(
                 "update_ratio.low",

@@ -13,7 +13,7 @@ from gradcraft.train.callbacks import JSONLLogger
 from .synthetic import blobs, he, mlp, teacher
 
 
-def _fit(model, make_opt, data, epochs, tmp_path=None, every=5, batch=50, **monitor_kw):
+def _fit(model, make_opt, data, epochs, tmp_path=None, every=5, batch=50, make_sched=None, **monitor_kw):
     (x, y), (xv, yv) = data
     gradcraft.manual_seed(0)
     train = DataLoader(ArrayDataset(x, y), batch_size=batch, shuffle=True, generator=np.random.default_rng(0))
@@ -22,8 +22,10 @@ def _fit(model, make_opt, data, epochs, tmp_path=None, every=5, batch=50, **moni
     callbacks = [monitor]
     if tmp_path is not None:
         callbacks.append(JSONLLogger(tmp_path / "metrics.jsonl", every_steps=None))
-    trainer = Trainer(model, nn.CrossEntropyLoss(), make_opt(model.parameters()), None, train, val, callbacks,
-                      run_dir=tmp_path, verbose=False)
+    opt = make_opt(model.parameters())
+    sched = make_sched(opt) if make_sched is not None else None
+    trainer = Trainer(model, nn.CrossEntropyLoss(), opt, sched, train, val, callbacks,
+                      scheduler_interval="step", run_dir=tmp_path, verbose=False)
     return trainer, monitor
 
 
@@ -61,6 +63,24 @@ def test_lr_10_diverges_and_the_nan_is_blamed_on_the_learning_rate():
     nan = _checks(monitor)["nan"]
     assert nan.verdict == "problem" and nan.details["likely_cause"] == "learning_rate"
     assert "lr 10" in nan.summary and "Lower the learning rate" in nan.remedy
+
+
+def test_a_tiny_learning_rate_is_flagged():
+    trainer, monitor = _fit(mlp([32, 32], nn.ReLU, weight_init=he), lambda p: optim.SGD(p, lr=1e-6),
+                            (blobs(500), blobs(300, seed=1)), epochs=2, settle_steps=0)
+    trainer.fit(2)
+    ratio = _checks(monitor)["update_ratio"]
+    assert ratio.verdict == "warning" and "far below" in ratio.summary
+    assert "Raise the learning rate" in ratio.remedy
+
+
+def test_small_updates_while_the_learning_rate_warms_up_are_not_flagged():
+    # the same start, but the rate is climbing 10^5-fold over 2,000 steps (200 epochs)
+    trainer, monitor = _fit(mlp([32, 32], nn.ReLU, weight_init=he), lambda p: optim.SGD(p, lr=0.1),
+                            (blobs(500), blobs(300, seed=1)), epochs=2, settle_steps=0,
+                            make_sched=lambda o: optim.lr_scheduler.LinearLR(o, 1e-5, 1.0, total_iters=2000))
+    trainer.fit(2)
+    assert not any("far below" in f.summary for f in monitor.findings)
 
 
 def test_one_hidden_unit_underfits():
