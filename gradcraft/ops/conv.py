@@ -34,10 +34,12 @@ Backward, with G = dY viewed as (M, C_out):
 
 Each gradient is computed only when that input needs one (``needs_input_grad``): the first
 layer, whose input is data, never builds dX. For dW the op keeps its input ``x`` itself, not
-the padded channels-last buffer, and pads it again in backward: ``x`` is usually the previous
-ReLU's output, which nothing else needs to keep, so between the passes a convolution costs
-no memory beyond its input (one copy per layer in backward instead of 15–100 % more memory
-per layer, 124 MiB of 646 MiB at batch 512 in the benchmark residual network).
+the padded channels-last buffer: ``x`` is usually the previous ReLU's output, which nothing
+else needs to keep, so between the passes a convolution costs no memory beyond its input
+(the padded copies were 15–100 % larger per layer: 124 MiB of 646 MiB at batch 512 in the
+benchmark residual network). The im2col path pads ``x`` again in backward; the Winograd
+path never pads at all when the compiled kernels run (its tile transform reads the border
+as zeros).
 
 Winograd path. A 3×3, stride-1, undilated, ungrouped convolution with at least
 :data:`WINOGRAD_MIN_CHANNELS` input channels (every 3×3 layer of a VGG/ResNet body) uses
@@ -529,35 +531,48 @@ def _winograd_output_adjoint(xp: Any, g: Any, scratch: dict) -> Any:
     return dm.reshape(16, nb * tb * tw, o)
 
 
-def winograd_conv(buf: Any, u: Any, tiles_hw: IntPair, bias: Any = None) -> Any:
-    """3×3 stride-1 correlation of a padded channels-last ``buf`` (N, 2·t_h + 2, ≥ 2·t_w + 2, C)
-    with transformed filters ``u`` (16, C, C_out): returns (N, 2·t_h, 2·t_w, C_out), channels-last.
+def _tile_source(src: Any, offsets: IntPair, tiles_hw: IntPair) -> Any:
+    """What the NumPy path's tile views read: ``src`` (N, H, W, C) zero-padded by ``offsets``
+    (top, left) and at the bottom and right as far as the tiles reach (no copy when no
+    padding is needed)."""
+    (pt, pl), (th, tw) = offsets, tiles_hw
+    bottom = max(0, 2 * th + 2 - pt - src.shape[1])
+    right = max(0, 2 * tw + 2 - pl - src.shape[2])
+    return channels_last_padded(src.transpose(0, 3, 1, 2), ((pt, bottom), (pl, right)))
+
+
+def winograd_conv(src: Any, offsets: IntPair, u: Any, tiles_hw: IntPair, bias: Any = None) -> Any:
+    """3×3 stride-1 correlation of a C-contiguous channels-last ``src`` (N, H, W, C), zero-padded
+    by ``offsets`` = (top, left) rows and columns and as needed at the bottom and right, with
+    transformed filters ``u`` (16, C, C_out): returns (N, 2·t_h, 2·t_w, C_out), channels-last.
 
     Per block of tile rows: V = Bᵀ d B (16 × (T, C)), M = V @ U (16 GEMMs), bias added to the
     M entry that reaches every output of a tile, Y = Aᵀ M A written straight into the output.
+    The compiled tile transform reads the padding as zeros; the NumPy path pads a copy.
     """
-    xp = get_array_module(buf)
-    n, c = buf.shape[0], buf.shape[3]
+    xp = get_array_module(src)
+    n, c = src.shape[0], src.shape[3]
     th, tw = tiles_hw
     o = u.shape[2]
-    out = xp.empty((n, 2 * th, 2 * tw, o), dtype=buf.dtype)
-    tile_bytes = 16 * (c + o) * buf.itemsize
+    out = xp.empty((n, 2 * th, 2 * tw, o), dtype=src.dtype)
+    tile_bytes = 16 * (c + o) * src.itemsize
     budget = WINOGRAD_BLOCK_BYTES if xp.__name__ == "numpy" else n * th * tw * tile_bytes
     blocks = [blk for unit in blocks_of(n, th, tw, tile_bytes, budget) for blk in unit]
-    fast = accel.kernels("winograd", buf, u)
+    fast = accel.kernels("winograd", src, u)
     if fast is not None:
-        shift = xp.zeros(o, dtype=buf.dtype) if bias is None else bias.astype(buf.dtype, copy=False)
+        shift = xp.zeros(o, dtype=src.dtype) if bias is None else bias.astype(src.dtype, copy=False)
 
         def compiled_body(i: int, scratch: dict) -> None:
             n0, n1, t0, t1 = blocks[i]
-            v = _planes(xp, scratch, "w_v", (16, (n1 - n0) * (t1 - t0) * tw, c), buf.dtype)
-            fast.input_transform(buf, n0, n1, t0, t1, tw, v)
-            m = _planes(xp, scratch, "w_m", (16, v.shape[1], o), buf.dtype)
+            v = _planes(xp, scratch, "w_v", (16, (n1 - n0) * (t1 - t0) * tw, c), src.dtype)
+            fast.input_transform(src, offsets[0], offsets[1], n0, n1, t0, t1, tw, v)
+            m = _planes(xp, scratch, "w_m", (16, v.shape[1], o), src.dtype)
             matmul_into(xp, v, u, m)
             fast.output_transform(m, shift, n0, n1, t0, t1, tw, out)
 
         parallel_for(xp, len(blocks), compiled_body)
         return out
+    buf = _tile_source(src, offsets, tiles_hw)
 
     def body(i: int, scratch: dict) -> None:
         n0, n1, t0, t1 = blocks[i]
@@ -573,31 +588,32 @@ def winograd_conv(buf: Any, u: Any, tiles_hw: IntPair, bias: Any = None) -> Any:
     return out
 
 
-def winograd_filter_grad(buf: Any, gbuf: Any, tiles_hw: IntPair) -> tuple[Any, Any]:
+def winograd_filter_grad(src: Any, offsets: IntPair, gbuf: Any, tiles_hw: IntPair) -> tuple[Any, Any]:
     """Gradients of the filters and bias of :func:`winograd_conv`.
 
     Args:
-        buf: the padded input it was called with.
+        src, offsets: the input and padding it was called with.
         gbuf: (N, ≥ 2·t_h, ≥ 2·t_w, C_out) output gradient, zero beyond the real output.
 
     Returns:
         dU (16, C, C_out) = Σ_tiles Vᵀ (A g Aᵀ) (16 GEMMs per block) and db = Σ g.
     """
-    xp = get_array_module(buf)
-    n, c = buf.shape[0], buf.shape[3]
+    xp = get_array_module(src)
+    n, c = src.shape[0], src.shape[3]
     th, tw = tiles_hw
     o = gbuf.shape[3]
-    tile_bytes = 16 * (c + o) * buf.itemsize
+    tile_bytes = 16 * (c + o) * src.itemsize
     budget = WINOGRAD_BLOCK_BYTES if xp.__name__ == "numpy" else n * th * tw * tile_bytes
     blocks = [blk for unit in blocks_of(n, th, tw, tile_bytes, budget) for blk in unit]
-    fast = accel.kernels("winograd", buf, gbuf)
+    fast = accel.kernels("winograd", src, gbuf)
+    buf = None if fast is not None else _tile_source(src, offsets, tiles_hw)
 
     def body(i: int, scratch: dict) -> None:
         if fast is not None:
             n0, n1, t0, t1 = blocks[i]
             rows = (n1 - n0) * (t1 - t0) * tw
-            v = _planes(xp, scratch, "w_v", (16, rows, c), buf.dtype)
-            fast.input_transform(buf, n0, n1, t0, t1, tw, v)
+            v = _planes(xp, scratch, "w_v", (16, rows, c), src.dtype)
+            fast.input_transform(src, offsets[0], offsets[1], n0, n1, t0, t1, tw, v)
             dm = _planes(xp, scratch, "w_dm", (16, rows, o), gbuf.dtype)
             fast.output_adjoint(gbuf, n0, n1, t0, t1, tw, dm)
         else:
@@ -817,16 +833,18 @@ class Conv2d(Function):
 
     # ------------------------------------------------------------------ Winograd
     def _winograd_forward(self, x: Any, w: Any, b: Any, need_x: bool, need_w: bool) -> Any:
-        _, (ho, wo), _, _, _, ((pt, pb), (pl, pr)), _ = self.geometry
+        _, (ho, wo), _, _, _, ((pt, _), (pl, _)), _ = self.geometry
         # tiles of 2×2 outputs; an odd output size gets one more zero row/column of input
         tiles = ((ho + 1) // 2, (wo + 1) // 2)
-        buf = channels_last_padded(x, ((pt, pb + ho % 2), (pl, pr + wo % 2)))
-        out = winograd_conv(buf, winograd_weights(w), tiles, b)
-        self.save_for_backward(x if need_w else None, w if need_x else None)
+        # no copy when x is channels-last (a convolution's, batch norm's or ReLU's output);
+        # the padding is read as zeros by the tile transform
+        src = channels_last_padded(x, ((0, 0), (0, 0)))
+        out = winograd_conv(src, (pt, pl), winograd_weights(w), tiles, b)
+        self.save_for_backward(src if need_w else None, w if need_x else None)
         return out[:, :ho, :wo].transpose(0, 3, 1, 2)
 
     def _winograd_backward(self, grad: Any) -> tuple[Any, Any, Any]:
-        x, w = self.saved
+        src, w = self.saved
         (_, c, h, wd), (ho, wo), _, _, _, ((pt, pb), (pl, pr)), _ = self.geometry
         o = grad.shape[1]
         need_x, need_w = self.needs_input_grad[0], self.needs_input_grad[1]
@@ -841,13 +859,12 @@ class Conv2d(Function):
         dx = dw = db = None
         if need_x:
             flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C_in, C_out, 3, 3)
-            dxbuf = winograd_conv(gbuf, winograd_weights(flipped), ((h + 1) // 2, (wd + 1) // 2))
+            dxbuf = winograd_conv(gbuf, (0, 0), winograd_weights(flipped), ((h + 1) // 2, (wd + 1) // 2))
             dx = dxbuf[:, :h, :wd].transpose(0, 3, 1, 2)
         if need_w or need_b:
             tiles = ((ho + 1) // 2, (wo + 1) // 2)
             if need_w:
-                buf = channels_last_padded(x, ((pt, pb + ho % 2), (pl, pr + wo % 2)))
-                du, db = winograd_filter_grad(buf, gbuf[:, 2 - pt :, 2 - pl :], tiles)
+                du, db = winograd_filter_grad(src, (pt, pl), gbuf[:, 2 - pt :, 2 - pl :], tiles)
                 dw = winograd_weight_grad(du, o, c)
             else:
                 db = grad.sum(axis=(0, 2, 3))

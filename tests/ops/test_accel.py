@@ -196,11 +196,19 @@ def test_batch_norm_kernels_pass_gradcheck():
 # ---------------------------------------------------------------------------- Winograd convolution
 @pytest.mark.parametrize(
     ("shape", "out_channels", "padding", "bias"),
-    [((2, 8, 6, 6), 5, 1, True), ((3, 9, 7, 5), 4, 1, False), ((1, 8, 8, 7), 3, 0, True), ((2, 8, 5, 5), 6, 2, True)],
+    [
+        ((2, 8, 6, 6), 5, 1, True),
+        ((3, 9, 7, 5), 4, 1, False),
+        ((1, 8, 8, 7), 3, 0, True),
+        ((2, 8, 5, 5), 6, 2, True),
+        ((2, 8, 3, 2), 4, 2, True),  # every tile reaches into the padding
+    ],
 )
-def test_winograd_kernels_match_numpy_path(shape, out_channels, padding, bias, used):
+@pytest.mark.parametrize("layout", ["channels_last", "c_order"])
+def test_winograd_kernels_match_numpy_path(shape, out_channels, padding, bias, layout, used):
     rng = np.random.default_rng(8)
-    x = channels_last(rng.standard_normal(shape).astype(np.float32))
+    x = rng.standard_normal(shape).astype(np.float32)
+    x = channels_last(x) if layout == "channels_last" else x
     w = rng.standard_normal((out_channels, shape[1], 3, 3)).astype(np.float32) * 0.2
     b = rng.standard_normal(out_channels).astype(np.float32)
     results = run_both(lambda t, wt, bt: conv2d(t, wt, bt if bias else None, padding=padding), [x, w, b])

@@ -10,62 +10,88 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from gradcraft.ops.kernels import jit
 
 __all__ = ["input_transform", "output_adjoint", "output_transform"]
 
 
 @jit
-def input_transform(buf: Any, n0: int, n1: int, t0: int, t1: int, tw: int, v: Any) -> None:
-    """V = Bᵀ d B for the 4×4 input tiles d = buf[b, 2t : 2t + 4, 2s : 2s + 4, :] of the block.
+def _transform_tile(d0: Any, d1: Any, d2: Any, d3: Any, v: Any, k: int) -> None:
+    """v[:, k] = Bᵀ d B for one 4×4 tile given as its rows d0…d3, each (4, C)."""
+    for ch in range(v.shape[2]):
+        # rows: Bᵀ d, column by column
+        a00 = d0[0, ch] - d2[0, ch]
+        a01 = d0[1, ch] - d2[1, ch]
+        a02 = d0[2, ch] - d2[2, ch]
+        a03 = d0[3, ch] - d2[3, ch]
+        a10 = d1[0, ch] + d2[0, ch]
+        a11 = d1[1, ch] + d2[1, ch]
+        a12 = d1[2, ch] + d2[2, ch]
+        a13 = d1[3, ch] + d2[3, ch]
+        a20 = d2[0, ch] - d1[0, ch]
+        a21 = d2[1, ch] - d1[1, ch]
+        a22 = d2[2, ch] - d1[2, ch]
+        a23 = d2[3, ch] - d1[3, ch]
+        a30 = d1[0, ch] - d3[0, ch]
+        a31 = d1[1, ch] - d3[1, ch]
+        a32 = d1[2, ch] - d3[2, ch]
+        a33 = d1[3, ch] - d3[3, ch]
+        # columns: (Bᵀ d) B
+        v[0, k, ch] = a00 - a02
+        v[1, k, ch] = a01 + a02
+        v[2, k, ch] = a02 - a01
+        v[3, k, ch] = a01 - a03
+        v[4, k, ch] = a10 - a12
+        v[5, k, ch] = a11 + a12
+        v[6, k, ch] = a12 - a11
+        v[7, k, ch] = a11 - a13
+        v[8, k, ch] = a20 - a22
+        v[9, k, ch] = a21 + a22
+        v[10, k, ch] = a22 - a21
+        v[11, k, ch] = a21 - a23
+        v[12, k, ch] = a30 - a32
+        v[13, k, ch] = a31 + a32
+        v[14, k, ch] = a32 - a31
+        v[15, k, ch] = a31 - a33
 
-    buf: (N, H, W, C) channels-last; v: (16, T, C), entry 4a + b holding (Bᵀ d B)[a, b].
+
+@jit
+def input_transform(x: Any, pt: int, pl: int, n0: int, n1: int, t0: int, t1: int, tw: int, v: Any) -> None:
+    """V = Bᵀ d B for the 4×4 input tiles d = x̃[b, 2t : 2t + 4, 2s : 2s + 4, :] of the block, where
+    x̃ is ``x`` shifted down by ``pt`` rows and right by ``pl`` columns with zeros everywhere
+    outside it: the padding is read as zeros, never written out.
+
+    x: (N, H, W, C) channels-last; v: (16, T, C), entry 4a + b holding (Bᵀ d B)[a, b].
     """
-    c = buf.shape[3]
+    h, w, c = x.shape[1], x.shape[2], x.shape[3]
     rows = t1 - t0
+    edge = np.empty((4, 4, c), dtype=x.dtype)
     for b in range(n0, n1):
         for t in range(t0, t1):
+            i0 = 2 * t - pt
             for s in range(tw):
+                j0 = 2 * s - pl
                 k = ((b - n0) * rows + t - t0) * tw + s
-                d0 = buf[b, 2 * t, 2 * s : 2 * s + 4]
-                d1 = buf[b, 2 * t + 1, 2 * s : 2 * s + 4]
-                d2 = buf[b, 2 * t + 2, 2 * s : 2 * s + 4]
-                d3 = buf[b, 2 * t + 3, 2 * s : 2 * s + 4]
-                for ch in range(c):
-                    # rows: Bᵀ d, column by column
-                    a00 = d0[0, ch] - d2[0, ch]
-                    a01 = d0[1, ch] - d2[1, ch]
-                    a02 = d0[2, ch] - d2[2, ch]
-                    a03 = d0[3, ch] - d2[3, ch]
-                    a10 = d1[0, ch] + d2[0, ch]
-                    a11 = d1[1, ch] + d2[1, ch]
-                    a12 = d1[2, ch] + d2[2, ch]
-                    a13 = d1[3, ch] + d2[3, ch]
-                    a20 = d2[0, ch] - d1[0, ch]
-                    a21 = d2[1, ch] - d1[1, ch]
-                    a22 = d2[2, ch] - d1[2, ch]
-                    a23 = d2[3, ch] - d1[3, ch]
-                    a30 = d1[0, ch] - d3[0, ch]
-                    a31 = d1[1, ch] - d3[1, ch]
-                    a32 = d1[2, ch] - d3[2, ch]
-                    a33 = d1[3, ch] - d3[3, ch]
-                    # columns: (Bᵀ d) B
-                    v[0, k, ch] = a00 - a02
-                    v[1, k, ch] = a01 + a02
-                    v[2, k, ch] = a02 - a01
-                    v[3, k, ch] = a01 - a03
-                    v[4, k, ch] = a10 - a12
-                    v[5, k, ch] = a11 + a12
-                    v[6, k, ch] = a12 - a11
-                    v[7, k, ch] = a11 - a13
-                    v[8, k, ch] = a20 - a22
-                    v[9, k, ch] = a21 + a22
-                    v[10, k, ch] = a22 - a21
-                    v[11, k, ch] = a21 - a23
-                    v[12, k, ch] = a30 - a32
-                    v[13, k, ch] = a31 + a32
-                    v[14, k, ch] = a32 - a31
-                    v[15, k, ch] = a31 - a33
+                if i0 >= 0 and i0 + 4 <= h and j0 >= 0 and j0 + 4 <= w:
+                    _transform_tile(
+                        x[b, i0, j0 : j0 + 4],
+                        x[b, i0 + 1, j0 : j0 + 4],
+                        x[b, i0 + 2, j0 : j0 + 4],
+                        x[b, i0 + 3, j0 : j0 + 4],
+                        v,
+                        k,
+                    )
+                    continue
+                for r in range(4):
+                    for q in range(4):
+                        i, j = i0 + r, j0 + q
+                        if 0 <= i < h and 0 <= j < w:
+                            edge[r, q] = x[b, i, j]
+                        else:
+                            edge[r, q] = 0
+                _transform_tile(edge[0], edge[1], edge[2], edge[3], v, k)
 
 
 @jit
