@@ -77,13 +77,14 @@ def use_numba(enabled: bool) -> Iterator[None]:
 
 
 def kernels(family: str, *arrays: Any) -> ModuleType | None:
-    """The kernel module ``gradcraft.ops.kernels.<family>``, or None when the kernels are off or
-    any of ``arrays`` is not a NumPy array (CuPy arrays use the array-module code)."""
+    """The kernel module ``gradcraft.ops.kernels.<family>``, or None when the kernels are off,
+    any of ``arrays`` is not a NumPy array (CuPy arrays use the array-module code) or is
+    float16 (Numba has no half-precision arithmetic)."""
     if not numba_enabled():
         return None
     import numpy as np
 
-    if not all(isinstance(a, np.ndarray) for a in arrays):
+    if not all(isinstance(a, np.ndarray) and a.dtype != np.float16 for a in arrays):
         return None
     return importlib.import_module(f"gradcraft.ops.kernels.{family}")
 

@@ -1,8 +1,8 @@
 """Activation functions and the normalized exponentials (softmax, log-softmax).
 
-Functions whose derivative is cheapest in terms of their output (ReLU, sigmoid, tanh, softmax,
-ELU, SELU) keep the output, not the input, for backward; leaky ReLU keeps only the boolean
-mask x > 0.
+Functions whose derivative is cheapest in terms of their output (sigmoid, tanh, softmax, ELU,
+SELU) keep the output, not the input, for backward; ReLU and leaky ReLU keep only the mask
+x > 0 (ReLU's packed to one bit per element by the compiled kernels).
 
 The exact GELU needs the error function; :func:`erf_array` evaluates it with W. J. Cody's
 rational Chebyshev approximations (Math. Comp. 1969; netlib ``specfun/erf``), accurate to

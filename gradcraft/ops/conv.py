@@ -760,7 +760,7 @@ class Conv2d(Function):
                     part += b
 
             parallel_for(xp, len(blocks), forward_block)
-        # the input, not its padded channels-last copy: the layer before usually keeps it too
+        # the input, not its padded channels-last copy (see the module docstring)
         self.save_for_backward(x if need_w else None, wmat if need_x else None)
         return out.reshape(n, ho, wo, o).transpose(0, 3, 1, 2)
 

@@ -250,6 +250,19 @@ def test_relu_mask_is_unpacked_when_the_gradient_has_another_memory_order(used):
         assert gradcheck(lambda t: t.relu().reshape(3, -1), [x + 0.01 * np.sign(x)])
 
 
+def test_float16_arrays_take_the_numpy_path(used):
+    # Numba cannot compile half-precision kernels; before this guard a float16 ReLU of 2^14
+    # elements or more raised NotImplementedError
+    x = np.random.default_rng(13).standard_normal((4, 8, 32, 32)).astype(np.float16)
+    with accel.use_numba(True):
+        t = gc.tensor(x, requires_grad=True)
+        y = t.relu()
+        y.sum().backward()
+    np.testing.assert_array_equal(y.numpy(), np.maximum(x, 0))
+    np.testing.assert_array_equal(t.grad, (x > 0).astype(np.float16))
+    assert used == set()
+
+
 def test_relu_kernels_keep_nan_and_save_one_bit_per_element(used):
     x = np.random.default_rng(11).standard_normal((4, 8, 32, 33)).astype(np.float32)
     x[0, 0, 0, 0] = np.nan
