@@ -188,12 +188,16 @@ def channels_last_padded(x: Any, pads: tuple[IntPair, IntPair], fill: float = 0.
 
 #: Bytes of input per task when element-wise work (padding, pooling) is split over the batch.
 CHUNK_BYTES = 512 * 1024
+#: Element-wise work on fewer bytes than this runs on the calling thread: waking a worker
+#: costs tens of microseconds, more than a core saves on a pass over a few hundred KiB.
+PARALLEL_MIN_BYTES = 2 * 1024 * 1024
 
 
 def sample_chunks(xp: Any, n: int, sample_bytes: int, budget: int | None = None) -> list[tuple[int, int]]:
     """Split a batch of ``n`` samples into ranges ``(n0, n1)`` of about ``budget`` bytes
-    (:data:`CHUNK_BYTES` by default); one range on CuPy."""
-    if xp.__name__ != "numpy":
+    (:data:`CHUNK_BYTES` by default); one range on CuPy or when the whole batch is smaller
+    than :data:`PARALLEL_MIN_BYTES`."""
+    if xp.__name__ != "numpy" or n * sample_bytes < PARALLEL_MIN_BYTES:
         return [(0, n)]
     per = max(1, (CHUNK_BYTES if budget is None else budget) // max(1, sample_bytes))
     return [(i, min(n, i + per)) for i in range(0, n, per)]

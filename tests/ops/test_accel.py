@@ -15,6 +15,7 @@ import pytest
 import gradcraft as gc
 from gradcraft.autograd import gradcheck
 from gradcraft.ops import accel
+from gradcraft.ops import conv as conv_mod
 from gradcraft.ops.conv import conv2d
 from gradcraft.ops.normalization import batch_norm
 from gradcraft.ops.pooling import max_pool2d
@@ -24,6 +25,13 @@ pytestmark = pytest.mark.skipif(not accel.numba_available(), reason="the kernels
 
 def channels_last(x):
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+@pytest.fixture(autouse=True)
+def split_small_batches(monkeypatch):
+    """Split even these small inputs over the worker threads, as large ones are (below
+    PARALLEL_MIN_BYTES the element-wise kernels run on the calling thread in one block)."""
+    monkeypatch.setattr(conv_mod, "PARALLEL_MIN_BYTES", 0)
 
 
 @pytest.fixture

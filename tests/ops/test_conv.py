@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 
@@ -171,6 +173,17 @@ def test_parallel_for_gives_each_worker_its_own_scratch_and_runs_every_task():
     partials = conv_mod.parallel_for(np, 37, body)
     assert sorted(seen) == list(range(37))
     assert sum(p.get("count", 0) for p in partials) == 37
+
+
+def test_sample_chunks_keep_small_batches_on_one_thread_and_split_large_ones():
+    kib = 1024
+    small = conv_mod.PARALLEL_MIN_BYTES // (64 * kib) - 1  # samples of 64 KiB, just under the limit
+    assert conv_mod.sample_chunks(np, small, 64 * kib) == [(0, small)]
+    large = conv_mod.sample_chunks(np, 4 * small, 64 * kib)
+    assert len(large) > 1
+    assert large[0][0] == 0 and large[-1][1] == 4 * small
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(large))  # contiguous, no gaps or overlaps
+    assert all(hi - lo == conv_mod.CHUNK_BYTES // (64 * kib) for lo, hi in large[:-1])
 
 
 def test_conv_output_size_formula():
