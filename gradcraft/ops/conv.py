@@ -61,10 +61,12 @@ output rows of one sample): a block's columns are written into a reused buffer a
 multiplied while still in cache, and backward rebuilds them block by block instead of
 keeping them (saving that memory too). The M rows of a block are contiguous, so each block
 is still a single GEMM per group with the full K_g depth; Winograd tiles are processed in
-blocks of :data:`WINOGRAD_BLOCK_BYTES` the same way. Blocks are independent, so they
-are spread over worker threads, as many as NumPy's BLAS uses (``threadpoolctl``'s
-``threadpool_limits(n)`` sets both), each GEMM then running on one BLAS thread: the
-memory-bound copies and adds run on every core, not only the GEMMs. Without
+blocks of :data:`WINOGRAD_BLOCK_BYTES` the same way; a small batch is cut into smaller
+blocks, :data:`BLOCKS_PER_WORKER` per thread (:func:`block_budget`), so that every core has
+work. Blocks are independent, so they are spread over worker threads, as many as NumPy's
+BLAS uses (``threadpoolctl``'s ``threadpool_limits(n)`` sets both), each GEMM then running
+on one BLAS thread: the memory-bound copies and adds run on every core, not only the GEMMs.
+Without
 ``threadpoolctl`` (the ``fast`` extra) the blocks run one after another and BLAS threads
 each GEMM. On CuPy the whole batch is one block.
 """
@@ -85,11 +87,15 @@ from gradcraft.ops import accel
 
 __all__ = [
     "BLOCK_BYTES",
+    "BLOCKS_PER_WORKER",
+    "MIN_BLOCK_BYTES",
+    "PARALLEL_MIN_BYTES",
     "WINOGRAD_BLOCK_BYTES",
     "WINOGRAD_MIN_CHANNELS",
     "CHUNK_BYTES",
     "channels_last_padded",
     "col2im_block",
+    "block_budget",
     "conv2d",
     "conv_output_size",
     "im2col_block",
@@ -235,8 +241,22 @@ def _valid_range(size: int, out: int, k: int, stride: int, dilation: int, pad: i
 #: Bytes of im2col columns built at a time on the CPU. A block's columns are multiplied right
 #: after they are written, while still in cache (sized for 512 KiB L2 per core, 8 MiB L3).
 BLOCK_BYTES = 1024 * 1024
+#: A small batch is cut into at least this many blocks per worker thread (while a block keeps
+#: :data:`MIN_BLOCK_BYTES`), so that every core gets work and one slowed by another process
+#: does not hold up the rest.
+BLOCKS_PER_WORKER = 4
+MIN_BLOCK_BYTES = 128 * 1024
 
 Block = tuple[int, int, int, int]
+
+
+def block_budget(xp: Any, total_bytes: int, budget: int) -> int:
+    """Bytes per block for work of ``total_bytes``: ``budget``, or less for a small batch so
+    that each worker thread gets :data:`BLOCKS_PER_WORKER` blocks; the whole work on CuPy."""
+    if xp.__name__ != "numpy":
+        return total_bytes
+    share = -(-total_bytes // (BLOCKS_PER_WORKER * num_threads(xp)))
+    return min(budget, max(MIN_BLOCK_BYTES, share))
 
 
 def blocks_of(n: int, ho: int, wo: int, row_bytes: int, budget: int) -> list[list[Block]]:
@@ -364,6 +384,14 @@ def im2col_block(win: Any, block: Block, groups: int, scratch: dict) -> Any:
     if storage is None or storage.size < size or storage.dtype != win.dtype:
         storage = scratch["cols"] = xp.empty(size, dtype=win.dtype)
     cols = storage[:size].reshape(groups, rows, kg)
+    if c == 1:
+        # one copy per kernel tap: NumPy copies a 6-D view whose innermost axis has length 1
+        # element by element, about 3× slower than these (the first layer of a grayscale net)
+        taps = cols.reshape(n1 - n0, h1 - h0, wo, kh, kw)
+        for p in range(kh):
+            for q in range(kw):
+                taps[:, :, :, p, q] = win[n0:n1, h0:h1, :, p, q, 0]
+        return cols
     src = win[n0:n1, h0:h1].reshape(n1 - n0, h1 - h0, wo, kh, kw, groups, cg)
     cols.reshape(groups, n1 - n0, h1 - h0, wo, kh, kw, cg)[...] = src.transpose(5, 0, 1, 2, 3, 4, 6)
     return cols
@@ -560,7 +588,7 @@ def winograd_conv(src: Any, offsets: IntPair, u: Any, tiles_hw: IntPair, bias: A
     o = u.shape[2]
     out = xp.empty((n, 2 * th, 2 * tw, o), dtype=src.dtype)
     tile_bytes = 16 * (c + o) * src.itemsize
-    budget = WINOGRAD_BLOCK_BYTES if xp.__name__ == "numpy" else n * th * tw * tile_bytes
+    budget = block_budget(xp, n * th * tw * tile_bytes, WINOGRAD_BLOCK_BYTES)
     blocks = [blk for unit in blocks_of(n, th, tw, tile_bytes, budget) for blk in unit]
     fast = accel.kernels("winograd", src, u)
     if fast is not None:
@@ -607,7 +635,7 @@ def winograd_filter_grad(src: Any, offsets: IntPair, gbuf: Any, tiles_hw: IntPai
     th, tw = tiles_hw
     o = gbuf.shape[3]
     tile_bytes = 16 * (c + o) * src.itemsize
-    budget = WINOGRAD_BLOCK_BYTES if xp.__name__ == "numpy" else n * th * tw * tile_bytes
+    budget = block_budget(xp, n * th * tw * tile_bytes, WINOGRAD_BLOCK_BYTES)
     blocks = [blk for unit in blocks_of(n, th, tw, tile_bytes, budget) for blk in unit]
     fast = accel.kernels("winograd", src, gbuf)
     buf = None if fast is not None else _tile_source(src, offsets, tiles_hw)
@@ -751,7 +779,7 @@ class Conv2d(Function):
                 out += b
         else:
             win = _windows(buf, (ho, wo), kernel, stride, dilation)
-            budget = BLOCK_BYTES if xp.__name__ == "numpy" else m * groups * kg * buf.itemsize
+            budget = block_budget(xp, m * groups * kg * buf.itemsize, BLOCK_BYTES)
             units = blocks_of(n, ho, wo, groups * kg * buf.itemsize, budget)
             blocks = [blk for unit in units for blk in unit]
 
@@ -800,7 +828,7 @@ class Conv2d(Function):
         else:
             win = _windows(buf, (ho, wo), kernel, stride, dilation) if need_w else None
             dxg = xp.empty((n, h, wd, groups, cg), dtype=grad.dtype) if need_x else None
-            budget = BLOCK_BYTES if xp.__name__ == "numpy" else m * groups * kg * grad.itemsize
+            budget = block_budget(xp, m * groups * kg * grad.itemsize, BLOCK_BYTES)
             units = blocks_of(n, ho, wo, groups * kg * grad.itemsize, budget)
             wmat_t = wmat.transpose(0, 2, 1) if need_x else None
 

@@ -28,6 +28,9 @@ CONFIGS = [
     ((2, 2, 5, 6), (3, 2, 2, 3), 1, "same", 1, 1, True),
     ((1, 2, 7, 7), (2, 2, 3, 3), 1, "same", 2, 1, False),
     ((1, 2, 4, 5), (2, 2, 3, 3), 1, "valid", 1, 1, True),
+    # one input channel: im2col copies tap by tap
+    ((2, 1, 6, 7), (3, 1, 3, 3), 1, 1, 1, 1, True),
+    ((2, 1, 7, 6), (2, 1, 3, 2), 2, 1, (1, 2), 1, False),
 ]
 
 
@@ -69,7 +72,7 @@ def test_conv2d_matches_torch_outputs_and_all_gradients(cfg):
 
 @needs_torch
 @pytest.mark.parametrize("budget", [1, 300, 4000])
-@pytest.mark.parametrize("cfg", [CONFIGS[2], CONFIGS[4], CONFIGS[6]], ids=_ids)
+@pytest.mark.parametrize("cfg", [CONFIGS[2], CONFIGS[4], CONFIGS[6], CONFIGS[14]], ids=_ids)
 def test_conv2d_blocks_and_row_bands_match_torch(cfg, budget, monkeypatch):
     # tiny budgets split the batch into many blocks and each sample into bands of output rows,
     # whose dX contributions overlap; they run on the worker threads
@@ -184,6 +187,16 @@ def test_sample_chunks_keep_small_batches_on_one_thread_and_split_large_ones():
     assert large[0][0] == 0 and large[-1][1] == 4 * small
     assert all(a[1] == b[0] for a, b in itertools.pairwise(large))  # contiguous, no gaps or overlaps
     assert all(hi - lo == conv_mod.CHUNK_BYTES // (64 * kib) for lo, hi in large[:-1])
+
+
+def test_block_budget_gives_every_worker_several_blocks_of_a_small_batch(monkeypatch):
+    monkeypatch.setattr(conv_mod, "num_threads", lambda xp: 2)
+    mib = 1024 * 1024
+    per_block = conv_mod.block_budget(np, 4 * mib, conv_mod.BLOCK_BYTES)
+    assert per_block == 4 * mib // (2 * conv_mod.BLOCKS_PER_WORKER)
+    assert conv_mod.block_budget(np, 400 * mib, conv_mod.BLOCK_BYTES) == conv_mod.BLOCK_BYTES
+    assert conv_mod.block_budget(np, 64 * 1024, conv_mod.BLOCK_BYTES) == conv_mod.MIN_BLOCK_BYTES
+    assert conv_mod.block_budget(np, 4 * mib, 300) == 300  # an explicit small budget still wins
 
 
 def test_conv_output_size_formula():
