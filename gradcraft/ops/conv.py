@@ -628,7 +628,8 @@ def winograd_filter_grad(src: Any, offsets: IntPair, gbuf: Any, tiles_hw: IntPai
         gbuf: (N, ≥ 2·t_h, ≥ 2·t_w, C_out) output gradient, zero beyond the real output.
 
     Returns:
-        dU (16, C, C_out) = Σ_tiles Vᵀ (A g Aᵀ) (16 GEMMs per block) and db = Σ g.
+        dUᵀ (16, C_out, C) = Σ_tiles (A g Aᵀ)ᵀ V (16 GEMMs per block; the transpose of dU, the
+        order the GEMMs run faster in and :func:`winograd_weight_grad` takes) and db = Σ g.
     """
     xp = get_array_module(src)
     n, c = src.shape[0], src.shape[3]
@@ -660,16 +661,17 @@ def winograd_filter_grad(src: Any, offsets: IntPair, gbuf: Any, tiles_hw: IntPai
             scratch["du"], scratch["db"] = du, db
 
     partials = [p for p in parallel_for(xp, len(blocks), body) if "du" in p]
-    du = sum(p["du"] for p in partials)
-    return du.transpose(0, 2, 1), sum(p["db"] for p in partials)
+    return sum(p["du"] for p in partials), sum(p["db"] for p in partials)
 
 
-def winograd_weight_grad(du: Any, out_channels: int, in_channels: int) -> Any:
-    """dW = Gᵀ dU G: (16, C_in, C_out) → (C_out, C_in, 3, 3), the adjoint of :func:`winograd_weights`."""
-    xp = get_array_module(du)
-    g = xp.asarray(_G, dtype=du.dtype)
-    dwt = xp.kron(g, g).T @ du.reshape(16, in_channels * out_channels)  # (9, C_in·C_out)
-    return xp.ascontiguousarray(dwt.reshape(3, 3, in_channels, out_channels).transpose(3, 2, 0, 1))
+def winograd_weight_grad(du_t: Any, out_channels: int, in_channels: int) -> Any:
+    """dW = Gᵀ dU G, the adjoint of :func:`winograd_weights`: dUᵀ (16, C_out, C_in) →
+    (C_out, C_in, 3, 3), as one (C_out·C_in, 16) @ (16, 9) GEMM that reads dUᵀ transposed
+    in place and writes dW in its final order (no copies)."""
+    xp = get_array_module(du_t)
+    g = xp.asarray(_G, dtype=du_t.dtype)
+    flat = xp.ascontiguousarray(du_t).reshape(16, out_channels * in_channels)
+    return (flat.T @ xp.kron(g, g)).reshape(out_channels, in_channels, 3, 3)
 
 
 def _block_rows(block: Block, ho: int, wo: int) -> tuple[int, int]:
