@@ -573,10 +573,14 @@ def _tile_source(src: Any, offsets: IntPair, tiles_hw: IntPair) -> Any:
     return channels_last_padded(src.transpose(0, 3, 1, 2), ((pt, bottom), (pl, right)))
 
 
-def winograd_conv(src: Any, offsets: IntPair, u: Any, tiles_hw: IntPair, bias: Any = None) -> Any:
+def winograd_conv(
+    src: Any, offsets: IntPair, u: Any, tiles_hw: IntPair, out_hw: IntPair, bias: Any = None
+) -> Any:
     """3×3 stride-1 correlation of a C-contiguous channels-last ``src`` (N, H, W, C), zero-padded
     by ``offsets`` = (top, left) rows and columns and as needed at the bottom and right, with
-    transformed filters ``u`` (16, C, C_out): returns (N, 2·t_h, 2·t_w, C_out), channels-last.
+    transformed filters ``u`` (16, C, C_out): returns the C-contiguous channels-last output
+    (N, H_out, W_out, C_out) of the t_h × t_w tiles, ``out_hw`` = (H_out, W_out), each 2·t − 1
+    or 2·t (an odd size drops the last row or column of tiles' outputs).
 
     Per block of tile rows: V = Bᵀ d B (16 × (T, C)), M = V @ U (16 GEMMs), bias added to the
     M entry that reaches every output of a tile, Y = Aᵀ M A written straight into the output.
@@ -586,7 +590,7 @@ def winograd_conv(src: Any, offsets: IntPair, u: Any, tiles_hw: IntPair, bias: A
     n, c = src.shape[0], src.shape[3]
     th, tw = tiles_hw
     o = u.shape[2]
-    out = xp.empty((n, 2 * th, 2 * tw, o), dtype=src.dtype)
+    out = xp.empty((n, *out_hw, o), dtype=src.dtype)
     tile_bytes = 16 * (c + o) * src.itemsize
     budget = block_budget(xp, n * th * tw * tile_bytes, WINOGRAD_BLOCK_BYTES)
     blocks = [blk for unit in blocks_of(n, th, tw, tile_bytes, budget) for blk in unit]
@@ -605,6 +609,7 @@ def winograd_conv(src: Any, offsets: IntPair, u: Any, tiles_hw: IntPair, bias: A
         parallel_for(xp, len(blocks), compiled_body)
         return out
     buf = _tile_source(src, offsets, tiles_hw)
+    full = out if out_hw == (2 * th, 2 * tw) else xp.empty((n, 2 * th, 2 * tw, o), dtype=src.dtype)
 
     def body(i: int, scratch: dict) -> None:
         n0, n1, t0, t1 = blocks[i]
@@ -613,10 +618,12 @@ def winograd_conv(src: Any, offsets: IntPair, u: Any, tiles_hw: IntPair, bias: A
         matmul_into(xp, v, u, m)
         if bias is not None:
             m[5] += bias  # Aᵀ e₁ = (1, 1): entry (1, 1) of M adds to all four outputs
-        dst = out[n0:n1, 2 * t0 : 2 * t1].reshape(n1 - n0, t1 - t0, 2, tw, 2, o)
+        dst = full[n0:n1, 2 * t0 : 2 * t1].reshape(n1 - n0, t1 - t0, 2, tw, 2, o)
         _winograd_output(xp, m, dst, scratch)
 
     parallel_for(xp, len(blocks), body)
+    if full is not out:
+        out[...] = full[:, : out_hw[0], : out_hw[1]]
     return out
 
 
@@ -873,9 +880,9 @@ class Conv2d(Function):
         # no copy when x is channels-last (a convolution's, batch norm's or ReLU's output);
         # the padding is read as zeros by the tile transform
         src = channels_last_padded(x, ((0, 0), (0, 0)))
-        out = winograd_conv(src, (pt, pl), winograd_weights(w), tiles, b)
+        out = winograd_conv(src, (pt, pl), winograd_weights(w), tiles, (ho, wo), b)
         self.save_for_backward(src if need_w else None, w if need_x else None)
-        return out[:, :ho, :wo].transpose(0, 3, 1, 2)
+        return out.transpose(0, 3, 1, 2)
 
     def _winograd_backward(self, grad: Any) -> tuple[Any, Any, Any]:
         src, w = self.saved
@@ -893,8 +900,9 @@ class Conv2d(Function):
         dx = dw = db = None
         if need_x:
             flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C_in, C_out, 3, 3)
-            dxbuf = winograd_conv(gbuf, (0, 0), winograd_weights(flipped), ((h + 1) // 2, (wd + 1) // 2))
-            dx = dxbuf[:, :h, :wd].transpose(0, 3, 1, 2)
+            dx_tiles = ((h + 1) // 2, (wd + 1) // 2)
+            dx = winograd_conv(gbuf, (0, 0), winograd_weights(flipped), dx_tiles, (h, wd))
+            dx = dx.transpose(0, 3, 1, 2)
         if need_w or need_b:
             tiles = ((ho + 1) // 2, (wo + 1) // 2)
             if need_w:

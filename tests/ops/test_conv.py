@@ -256,6 +256,25 @@ def test_conv2d_winograd_matches_torch_in_blocks_and_bands(cfg, budget, monkeypa
     compare_with_torch(_ours(cfg), _theirs(cfg), _inputs(cfg, seed=2), atol=1e-10, rtol=1e-10)
 
 
+@pytest.mark.parametrize("numba", [False, True])
+def test_conv2d_winograd_output_and_input_gradient_of_odd_size_are_channels_last_contiguous(numba):
+    # a padded view would send batch norm and ReLU after it down their slower strided paths
+    from gradcraft.ops import accel
+
+    rng = np.random.default_rng(6)
+    x = np.ascontiguousarray(rng.standard_normal((2, 7, 5, 8)).astype(np.float32)).transpose(0, 3, 1, 2)
+    w = rng.standard_normal((4, 8, 3, 3)).astype(np.float32)
+    with accel.use_numba(numba and accel.numba_available()):
+        xt = gc.tensor(x, requires_grad=True)
+        y = conv2d(xt, gc.tensor(w), padding=1)
+        assert y.grad_fn.mode == "winograd"
+        assert y.shape == (2, 4, 7, 5)
+        assert y.numpy().transpose(0, 2, 3, 1).flags.c_contiguous
+        dx, _, _ = y.grad_fn.backward(np.ones(y.shape, np.float32))
+        assert dx.shape == x.shape
+        assert dx.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
 @needs_torch
 @pytest.mark.parametrize("needs", [(True, False, False), (False, True, False), (False, False, True)])
 def test_conv2d_winograd_computes_only_the_gradients_asked_for(needs):

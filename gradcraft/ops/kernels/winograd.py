@@ -95,34 +95,48 @@ def input_transform(x: Any, pt: int, pl: int, n0: int, n1: int, t0: int, t1: int
 
 
 @jit
-def output_transform(m: Any, bias: Any, n0: int, n1: int, t0: int, t1: int, tw: int, out: Any) -> None:
-    """Y = Aᵀ M A + bias written to the 2×2 output tiles out[b, 2t : 2t + 2, 2s : 2s + 2, :].
+def _output_tile(m: Any, k: int, bias: Any, y0: Any, y1: Any) -> None:
+    """The 2×2 output tile Aᵀ M A + bias of tile k of m (16, T, C_out), rows y0 and y1 (2, C_out)."""
+    for ch in range(m.shape[2]):
+        # rows: Aᵀ M
+        r00 = m[0, k, ch] + m[4, k, ch] + m[8, k, ch]
+        r01 = m[1, k, ch] + m[5, k, ch] + m[9, k, ch]
+        r02 = m[2, k, ch] + m[6, k, ch] + m[10, k, ch]
+        r03 = m[3, k, ch] + m[7, k, ch] + m[11, k, ch]
+        r10 = m[4, k, ch] - m[8, k, ch] - m[12, k, ch]
+        r11 = m[5, k, ch] - m[9, k, ch] - m[13, k, ch]
+        r12 = m[6, k, ch] - m[10, k, ch] - m[14, k, ch]
+        r13 = m[7, k, ch] - m[11, k, ch] - m[15, k, ch]
+        # columns: (Aᵀ M) A
+        y0[0, ch] = r00 + r01 + r02 + bias[ch]
+        y0[1, ch] = r01 - r02 - r03 + bias[ch]
+        y1[0, ch] = r10 + r11 + r12 + bias[ch]
+        y1[1, ch] = r11 - r12 - r13 + bias[ch]
 
-    m: (16, T, C_out); bias: (C_out,); out: (N, 2·t_h, 2·t_w, C_out).
+
+@jit
+def output_transform(m: Any, bias: Any, n0: int, n1: int, t0: int, t1: int, tw: int, out: Any) -> None:
+    """Y = Aᵀ M A + bias written to the 2×2 output tiles out[b, 2t : 2t + 2, 2s : 2s + 2, :];
+    a tile that reaches past an odd-sized output keeps only its rows and columns inside it.
+
+    m: (16, T, C_out); bias: (C_out,); out: (N, H_out, W_out, C_out), H_out ≥ 2·t_h − 1.
     """
-    c = m.shape[2]
+    h, w, c = out.shape[1], out.shape[2], out.shape[3]
     rows = t1 - t0
+    edge = np.empty((2, 2, c), dtype=out.dtype)
     for b in range(n0, n1):
         for t in range(t0, t1):
             for s in range(tw):
                 k = ((b - n0) * rows + t - t0) * tw + s
-                y0 = out[b, 2 * t, 2 * s : 2 * s + 2]
-                y1 = out[b, 2 * t + 1, 2 * s : 2 * s + 2]
-                for ch in range(c):
-                    # rows: Aᵀ M
-                    r00 = m[0, k, ch] + m[4, k, ch] + m[8, k, ch]
-                    r01 = m[1, k, ch] + m[5, k, ch] + m[9, k, ch]
-                    r02 = m[2, k, ch] + m[6, k, ch] + m[10, k, ch]
-                    r03 = m[3, k, ch] + m[7, k, ch] + m[11, k, ch]
-                    r10 = m[4, k, ch] - m[8, k, ch] - m[12, k, ch]
-                    r11 = m[5, k, ch] - m[9, k, ch] - m[13, k, ch]
-                    r12 = m[6, k, ch] - m[10, k, ch] - m[14, k, ch]
-                    r13 = m[7, k, ch] - m[11, k, ch] - m[15, k, ch]
-                    # columns: (Aᵀ M) A
-                    y0[0, ch] = r00 + r01 + r02 + bias[ch]
-                    y0[1, ch] = r01 - r02 - r03 + bias[ch]
-                    y1[0, ch] = r10 + r11 + r12 + bias[ch]
-                    y1[1, ch] = r11 - r12 - r13 + bias[ch]
+                if 2 * t + 2 <= h and 2 * s + 2 <= w:
+                    y = out[b, 2 * t : 2 * t + 2, 2 * s : 2 * s + 2]
+                    _output_tile(m, k, bias, y[0], y[1])
+                    continue
+                _output_tile(m, k, bias, edge[0], edge[1])
+                for r in range(2):
+                    for q in range(2):
+                        if 2 * t + r < h and 2 * s + q < w:
+                            out[b, 2 * t + r, 2 * s + q] = edge[r, q]
 
 
 @jit
