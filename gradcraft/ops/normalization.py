@@ -200,13 +200,15 @@ class BatchNorm(Function):
         momentum: float,
         eps: float,
     ) -> Any:
-        """Training forward with the compiled kernels: two reading passes for μ and σ², one
-        writing pass for y; x itself (not x̂) is kept for backward."""
+        """Training forward with the compiled kernels: one reading pass for μ and σ² (sums of
+        x − x[0] and its square, in float64), one writing pass for y; x itself (not x̂) is kept
+        for backward."""
         xp, m, fast = get_array_module(x), self.m, self.fast
-        (total,) = fast.sums(fast.k.column_sum, x2)
-        mean = (total / m).astype(x.dtype)
-        (sq,) = fast.sums(fast.k.centered_sq_sum, x2, mean)
-        var = (sq / m).astype(x.dtype)
+        shift = x2[0].copy()
+        s1, s2 = fast.sums(fast.k.shifted_sums, x2, shift, outputs=2)
+        offset = s1 / m
+        mean = (shift + offset).astype(x.dtype)
+        var = xp.maximum(s2 / m - offset * offset, 0.0).astype(x.dtype)
         inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
         _update_running(running_mean, running_var, mean, var, momentum, m)
         scale = inv_std if weight is None else (weight * inv_std).astype(x.dtype)

@@ -182,6 +182,24 @@ def test_batch_norm_kernels_match_numpy_path(shape, affine, training, used):
     assert used == {"normalization"}
 
 
+@pytest.mark.parametrize("offset", [0.0, 1e3, -3e4])
+def test_batch_norm_kernel_statistics_survive_a_mean_far_from_zero(offset, used):
+    # one pass gives μ and σ² from sums of x − x[0]; without the shift, Σx² − (Σx)²/M would
+    # cancel away σ² = 1 against a mean of 3·10⁴ in float32 data
+    rng = np.random.default_rng(7)
+    x = channels_last((rng.standard_normal((16, 3, 20, 20)) + offset).astype(np.float32))
+    exact = x.astype(np.float64)
+    rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    with accel.use_numba(True):
+        y = batch_norm(gc.tensor(x), rm, rv, training=True, momentum=1.0).numpy()
+    assert used == {"normalization"}
+    np.testing.assert_allclose(rm, exact.mean(axis=(0, 2, 3)), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(rv, exact.var(axis=(0, 2, 3), ddof=1), rtol=2e-4)
+    mean = exact.mean(axis=(0, 2, 3), keepdims=True)
+    ref = (exact - mean) / np.sqrt(exact.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
+    np.testing.assert_allclose(y, ref, atol=2e-3 if offset else 2e-5)
+
+
 def test_batch_norm_kernel_handles_gradient_in_another_layout(used):
     x = channels_last(np.random.default_rng(6).standard_normal((3, 4, 5, 5)).astype(np.float32))
 

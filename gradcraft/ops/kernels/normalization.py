@@ -2,7 +2,8 @@
 
 Per-channel sums accumulate in float64 (one partial sum per block of rows; the caller adds
 the blocks), so a float32 batch of 10⁵ rows keeps its statistics to float32 precision.
-Forward: μ = Σx/M, σ² = Σ(x − μ)²/M, y = (x − μ)·s + β with s = γ/√(σ² + ε).
+Forward: μ and σ² from one pass of shifted sums (:func:`shifted_sums`), then
+y = (x − μ)·s + β with s = γ/√(σ² + ε).
 Backward: dx = c₁·g − c₂·(x − μ) − c₃ with per-channel c₁ = γ/√(σ² + ε),
 c₂ = c₁·Σ g(x − μ)/(M(σ² + ε)), c₃ = c₁·Σg/M (the fused formula of
 :class:`gradcraft.ops.normalization.BatchNorm`, with x̂ recomputed from x instead of stored).
@@ -14,26 +15,22 @@ from typing import Any
 
 from gradcraft.ops.kernels import jit
 
-__all__ = ["affine", "centered_sq_sum", "column_sum", "grad_sums", "normalize", "normalize_backward"]
+__all__ = ["affine", "grad_sums", "normalize", "normalize_backward", "shifted_sums"]
 
 
 @jit
-def column_sum(x: Any, out: Any) -> None:
-    """out[c] += Σ_rows x[r, c]  (out float64)."""
+def shifted_sums(x: Any, shift: Any, s1: Any, s2: Any) -> None:
+    """s1[c] += Σ_rows d, s2[c] += Σ_rows d² with d = x[r, c] − shift[c] (s1, s2 float64).
+
+    One pass for both moments: σ² = s2/M − (s1/M)². Shifting by a value of the data (the
+    first row) keeps that difference from cancelling when the mean is large against σ.
+    """
     for r in range(x.shape[0]):
         row = x[r]
         for c in range(x.shape[1]):
-            out[c] += row[c]
-
-
-@jit
-def centered_sq_sum(x: Any, mean: Any, out: Any) -> None:
-    """out[c] += Σ_rows (x[r, c] − mean[c])²  (out float64)."""
-    for r in range(x.shape[0]):
-        row = x[r]
-        for c in range(x.shape[1]):
-            d = row[c] - mean[c]
-            out[c] += d * d
+            d = row[c] - shift[c]
+            s1[c] += d
+            s2[c] += d * d
 
 
 @jit
