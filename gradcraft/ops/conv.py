@@ -632,7 +632,8 @@ def winograd_filter_grad(src: Any, offsets: IntPair, gbuf: Any, tiles_hw: IntPai
 
     Args:
         src, offsets: the input and padding it was called with.
-        gbuf: (N, ≥ 2·t_h, ≥ 2·t_w, C_out) output gradient, zero beyond the real output.
+        gbuf: (N, H_out, W_out, C_out) C-contiguous channels-last output gradient, each size
+            2·t − 1 or 2·t (read as zero beyond an odd size).
 
     Returns:
         dUᵀ (16, C_out, C) = Σ_tiles (A g Aᵀ)ᵀ V (16 GEMMs per block; the transpose of dU, the
@@ -646,7 +647,10 @@ def winograd_filter_grad(src: Any, offsets: IntPair, gbuf: Any, tiles_hw: IntPai
     budget = block_budget(xp, n * th * tw * tile_bytes, WINOGRAD_BLOCK_BYTES)
     blocks = [blk for unit in blocks_of(n, th, tw, tile_bytes, budget) for blk in unit]
     fast = accel.kernels("winograd", src, gbuf)
-    buf = None if fast is not None else _tile_source(src, offsets, tiles_hw)
+    buf = gpad = None
+    if fast is None:
+        buf = _tile_source(src, offsets, tiles_hw)
+        gpad = _tile_source(gbuf, (0, 0), (th - 1, tw - 1))  # zero row/column past an odd size
 
     def body(i: int, scratch: dict) -> None:
         if fast is not None:
@@ -658,7 +662,7 @@ def winograd_filter_grad(src: Any, offsets: IntPair, gbuf: Any, tiles_hw: IntPai
             fast.output_adjoint(gbuf, n0, n1, t0, t1, tw, dm)
         else:
             v = _winograd_input(xp, _tiles(xp, buf, blocks[i], tw, 4), scratch)
-            dm = _winograd_output_adjoint(xp, _tiles(xp, gbuf, blocks[i], tw, 2), scratch)
+            dm = _winograd_output_adjoint(xp, _tiles(xp, gpad, blocks[i], tw, 2), scratch)
         du = xp.matmul(dm.transpose(0, 2, 1), v)  # (16, C_out, C): this order runs faster
         db = dm[5].sum(axis=0)
         if "du" in scratch:
@@ -886,27 +890,25 @@ class Conv2d(Function):
 
     def _winograd_backward(self, grad: Any) -> tuple[Any, Any, Any]:
         src, w = self.saved
-        (_, c, h, wd), (ho, wo), _, _, _, ((pt, pb), (pl, pr)), _ = self.geometry
+        (_, c, h, wd), (ho, wo), _, _, _, ((pt, _), (pl, _)), _ = self.geometry
         o = grad.shape[1]
         need_x, need_w = self.needs_input_grad[0], self.needs_input_grad[1]
         need_b = len(self.needs_input_grad) > 2 and self.needs_input_grad[2]
         # dX is the "full" correlation of dY with the flipped, transposed filters: a 3×3
-        # stride-1 convolution of dY padded by 2 − pad, which is Winograd again. The same
-        # padded dY, read from offset (2 − pt, 2 − pl), provides the output-tile gradients
-        # for dW (zero beyond the output when its size is odd).
-        bottom = max(2 - pb + h % 2, ho % 2)
-        right = max(2 - pr + wd % 2, wo % 2)
-        gbuf = channels_last_padded(grad, ((2 - pt, bottom), (2 - pl, right)))
+        # stride-1 convolution of dY padded by 2 − pad, which is Winograd again (the tile
+        # transform reads that padding as zeros). dY's 2×2 tiles give the output-tile
+        # gradients for dW (zero beyond the output when its size is odd).
+        g = channels_last_padded(grad, ((0, 0), (0, 0)))  # no copy when channels-last
         dx = dw = db = None
         if need_x:
             flipped = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C_in, C_out, 3, 3)
             dx_tiles = ((h + 1) // 2, (wd + 1) // 2)
-            dx = winograd_conv(gbuf, (0, 0), winograd_weights(flipped), dx_tiles, (h, wd))
+            dx = winograd_conv(g, (2 - pt, 2 - pl), winograd_weights(flipped), dx_tiles, (h, wd))
             dx = dx.transpose(0, 3, 1, 2)
         if need_w or need_b:
             tiles = ((ho + 1) // 2, (wo + 1) // 2)
             if need_w:
-                du, db = winograd_filter_grad(src, (pt, pl), gbuf[:, 2 - pt :, 2 - pl :], tiles)
+                du, db = winograd_filter_grad(src, (pt, pl), g, tiles)
                 dw = winograd_weight_grad(du, o, c)
             else:
                 db = grad.sum(axis=(0, 2, 3))

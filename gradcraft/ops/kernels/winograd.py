@@ -142,15 +142,27 @@ def output_transform(m: Any, bias: Any, n0: int, n1: int, t0: int, t1: int, tw: 
 @jit
 def output_adjoint(g: Any, n0: int, n1: int, t0: int, t1: int, tw: int, dm: Any) -> None:
     """dM = A G Aᵀ for the 2×2 output-gradient tiles G = g[b, 2t : 2t + 2, 2s : 2s + 2, :]
-    (the adjoint of :func:`output_transform`); dm: (16, T, C_out)."""
-    c = g.shape[3]
+    (the adjoint of :func:`output_transform`), reading zeros past an odd-sized g;
+    g: (N, H_out, W_out, C_out), H_out ≥ 2·t_h − 1; dm: (16, T, C_out)."""
+    h, w, c = g.shape[1], g.shape[2], g.shape[3]
     rows = t1 - t0
+    edge = np.zeros((2, 2, c), dtype=g.dtype)
     for b in range(n0, n1):
         for t in range(t0, t1):
             for s in range(tw):
                 k = ((b - n0) * rows + t - t0) * tw + s
-                g0 = g[b, 2 * t, 2 * s : 2 * s + 2]
-                g1 = g[b, 2 * t + 1, 2 * s : 2 * s + 2]
+                if 2 * t + 2 <= h and 2 * s + 2 <= w:
+                    g0 = g[b, 2 * t, 2 * s : 2 * s + 2]
+                    g1 = g[b, 2 * t + 1, 2 * s : 2 * s + 2]
+                else:
+                    for r in range(2):
+                        for q in range(2):
+                            if 2 * t + r < h and 2 * s + q < w:
+                                edge[r, q] = g[b, 2 * t + r, 2 * s + q]
+                            else:
+                                edge[r, q] = 0
+                    g0 = edge[0]
+                    g1 = edge[1]
                 for ch in range(c):
                     # rows: A G (A = [[1, 0], [1, 1], [1, −1], [0, −1]])
                     r00 = g0[0, ch]
