@@ -75,7 +75,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_all
 from typing import Any
@@ -102,6 +102,7 @@ __all__ = [
     "num_threads",
     "pair",
     "parallel_for",
+    "parallel_sum",
     "sample_chunks",
     "winograd_conv",
     "winograd_filter_grad",
@@ -360,6 +361,47 @@ def parallel_for(xp: Any, n_tasks: int, body: Callable[[int, dict], None]) -> li
                 lib.set_num_threads(n)
     finally:
         _Threads.lock.release()
+
+
+def parallel_sum(
+    xp: Any, n_items: int, body: Callable[[int, dict], Sequence[Any]], terms: int
+) -> list[Any]:
+    """Σ over ``i`` in ``range(n_items)`` of the ``terms`` arrays ``body(i, scratch)`` returns, on
+    the worker threads, with the same rounding whatever the thread timing.
+
+    The items are cut into consecutive groups (:data:`BLOCKS_PER_WORKER` per worker thread);
+    a group adds its items' partials in item order and the group sums are added in group
+    order, so the result depends only on the thread count, not on which thread ran what (a
+    resumed run then repeats an uninterrupted one bit for bit). ``body`` must return fresh
+    arrays (they are added to in place) or None for a term it has not got.
+
+    Returns:
+        The ``terms`` sums; None where every item returned None (or there were no items).
+    """
+    count = max(1, min(n_items, BLOCKS_PER_WORKER * num_threads(xp)))
+    bounds = [n_items * k // count for k in range(count + 1)]
+    sums: list[list[Any]] = [[None] * terms for _ in range(count)]
+
+    def run_group(g: int, scratch: dict) -> None:
+        for i in range(bounds[g], bounds[g + 1]):
+            _accumulate(sums[g], body(i, scratch))
+
+    parallel_for(xp, count, run_group)
+    total: list[Any] = [None] * terms
+    for acc in sums:
+        _accumulate(total, acc)
+    return total
+
+
+def _accumulate(acc: list[Any], parts: Sequence[Any]) -> None:
+    """acc[k] += parts[k] in place for every k (None terms are skipped)."""
+    for k, part in enumerate(parts):
+        if part is None:
+            continue
+        if acc[k] is None:
+            acc[k] = part
+        else:
+            acc[k] += part
 
 
 # ---------------------------------------------------------------------------- im2col / col2im
@@ -652,7 +694,7 @@ def winograd_filter_grad(src: Any, offsets: IntPair, gbuf: Any, tiles_hw: IntPai
         buf = _tile_source(src, offsets, tiles_hw)
         gpad = _tile_source(gbuf, (0, 0), (th - 1, tw - 1))  # zero row/column past an odd size
 
-    def body(i: int, scratch: dict) -> None:
+    def body(i: int, scratch: dict) -> tuple[Any, Any]:
         if fast is not None:
             n0, n1, t0, t1 = blocks[i]
             rows = (n1 - n0) * (t1 - t0) * tw
@@ -663,16 +705,11 @@ def winograd_filter_grad(src: Any, offsets: IntPair, gbuf: Any, tiles_hw: IntPai
         else:
             v = _winograd_input(xp, _tiles(xp, buf, blocks[i], tw, 4), scratch)
             dm = _winograd_output_adjoint(xp, _tiles(xp, gpad, blocks[i], tw, 2), scratch)
-        du = xp.matmul(dm.transpose(0, 2, 1), v)  # (16, C_out, C): this order runs faster
-        db = dm[5].sum(axis=0)
-        if "du" in scratch:
-            scratch["du"] += du
-            scratch["db"] += db
-        else:
-            scratch["du"], scratch["db"] = du, db
+        # (16, C_out, C): this order runs faster
+        return xp.matmul(dm.transpose(0, 2, 1), v), dm[5].sum(axis=0)
 
-    partials = [p for p in parallel_for(xp, len(blocks), body) if "du" in p]
-    return sum(p["du"] for p in partials), sum(p["db"] for p in partials)
+    du, db = parallel_sum(xp, len(blocks), body, 2)
+    return du, db
 
 
 def winograd_weight_grad(du_t: Any, out_channels: int, in_channels: int) -> Any:
@@ -845,18 +882,19 @@ class Conv2d(Function):
             units = blocks_of(n, ho, wo, groups * kg * grad.itemsize, budget)
             wmat_t = wmat.transpose(0, 2, 1) if need_x else None
 
-            def backward_unit(i: int, scratch: dict) -> None:
+            def backward_unit(i: int, scratch: dict) -> list[Any]:
+                sums: list[Any] = [None, None]  # db and dW of this unit's blocks, in block order
                 for blk in units[i]:
                     n0, n1, h0, h1 = blk
                     m0, m1 = _block_rows(blk, ho, wo)
                     gg = per_group(g2[m0:m1])
-                    if need_b:
-                        part = g2[m0:m1].sum(axis=0)
-                        scratch["db"] = part if "db" not in scratch else scratch["db"] + part
-                    if need_w:
-                        cols = im2col_block(win, blk, groups, scratch)
-                        part = xp.matmul(cols.transpose(0, 2, 1), gg)  # (G, K_g, C_out/G)
-                        scratch["dw"] = part if "dw" not in scratch else scratch["dw"] + part
+                    _accumulate(sums, (
+                        g2[m0:m1].sum(axis=0) if need_b else None,
+                        # (G, K_g, C_out/G)
+                        xp.matmul(im2col_block(win, blk, groups, scratch).transpose(0, 2, 1), gg)
+                        if need_w
+                        else None,
+                    ))
                     if need_x:
                         if h0 == 0:
                             dxg[n0:n1] = 0
@@ -864,12 +902,9 @@ class Conv2d(Function):
                         dwin = dcols.reshape(groups, n1 - n0, h1 - h0, wo, kh, kw, cg)
                         dwin = dwin.transpose(1, 2, 3, 4, 5, 0, 6)
                         col2im_block(dxg, dwin, blk, kernel, stride, dilation, pads)
+                return sums
 
-            partials = parallel_for(xp, len(units), backward_unit)
-            if need_b:
-                db = sum(p["db"] for p in partials if "db" in p)
-            if need_w:
-                dwmat = sum(p["dw"] for p in partials if "dw" in p)
+            db, dwmat = parallel_sum(xp, len(units), backward_unit, 2)
             if need_x:
                 dx = dxg.reshape(n, h, wd, c).transpose(0, 3, 1, 2)
         if need_w:

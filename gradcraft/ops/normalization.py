@@ -27,7 +27,7 @@ from gradcraft.autograd.function import Function
 from gradcraft.autograd.tensor import Tensor
 from gradcraft.backend import get_array_module
 from gradcraft.ops import accel
-from gradcraft.ops.conv import parallel_for, sample_chunks
+from gradcraft.ops.conv import parallel_for, parallel_sum, sample_chunks
 
 __all__ = ["batch_norm", "layer_norm"]
 
@@ -97,17 +97,17 @@ class _RowKernels:
         self.chunks = sample_chunks(np, rows, channels * itemsize)
 
     def sums(self, kernel: Any, *arrays: Any, outputs: int = 1) -> list[Any]:
-        """Per-channel float64 sums ``kernel(*row_blocks, *accumulators)`` over all rows; arrays
-        with one row per channel-vector (shape (C,)) are passed whole."""
+        """Per-channel float64 sums ``kernel(*row_blocks, *accumulators)`` over all rows, added
+        in a fixed order (:func:`~gradcraft.ops.conv.parallel_sum`); arrays with one row per
+        channel-vector (shape (C,)) are passed whole."""
 
-        def body(i: int, scratch: dict) -> None:
-            if "acc" not in scratch:
-                scratch["acc"] = [np.zeros(self.channels) for _ in range(outputs)]
+        def body(i: int, _scratch: dict) -> list[Any]:
+            acc = [np.zeros(self.channels) for _ in range(outputs)]
             r0, r1 = self.chunks[i]
-            kernel(*(a[r0:r1] if a.ndim == 2 else a for a in arrays), *scratch["acc"])
+            kernel(*(a[r0:r1] if a.ndim == 2 else a for a in arrays), *acc)
+            return acc
 
-        parts = [p["acc"] for p in parallel_for(np, len(self.chunks), body) if "acc" in p]
-        return [sum(p[k] for p in parts) for k in range(outputs)]
+        return parallel_sum(np, len(self.chunks), body, outputs)
 
     def map(self, kernel: Any, *arrays: Any) -> None:
         """``kernel(*row_blocks)`` over every block of rows (the last array is the output)."""

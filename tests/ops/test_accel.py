@@ -29,8 +29,9 @@ def channels_last(x):
 
 @pytest.fixture(autouse=True)
 def split_small_batches(monkeypatch):
-    """Split even these small inputs over the worker threads, as large ones are (below
-    PARALLEL_MIN_BYTES the element-wise kernels run on the calling thread in one block)."""
+    """Let these small inputs be split over the worker threads as large ones are (below
+    PARALLEL_MIN_BYTES the element-wise kernels run on the calling thread in one block); an
+    input smaller than CHUNK_BYTES is still one block unless a test lowers it."""
     monkeypatch.setattr(conv_mod, "PARALLEL_MIN_BYTES", 0)
 
 
@@ -198,6 +199,24 @@ def test_batch_norm_kernel_statistics_survive_a_mean_far_from_zero(offset, used)
     mean = exact.mean(axis=(0, 2, 3), keepdims=True)
     ref = (exact - mean) / np.sqrt(exact.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
     np.testing.assert_allclose(y, ref, atol=2e-3 if offset else 2e-5)
+
+
+def test_batch_norm_statistics_add_up_over_many_row_blocks(monkeypatch, used):
+    # tiny chunks: every block must shift by the same value (x[0] of the whole batch) for its
+    # sums to add up; one block per worker thread would not notice a per-block shift
+    monkeypatch.setattr(conv_mod, "CHUNK_BYTES", 256)
+    x = channels_last((np.random.default_rng(8).standard_normal((6, 5, 9, 7)) * 2 + 3).astype(np.float32))
+    stats = []
+
+    def fn(t):
+        rm, rv = np.zeros(5, np.float32), np.ones(5, np.float32)
+        stats.append((rm, rv))
+        return batch_norm(t, rm, rv, training=True, momentum=1.0)
+
+    assert_same(run_both(fn, [x]), rtol=2e-5, atol=2e-5)
+    for ours, ref in zip(stats[1], stats[0]):
+        np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
+    assert used == {"normalization"}
 
 
 def test_batch_norm_kernel_handles_gradient_in_another_layout(used):

@@ -199,6 +199,29 @@ def test_block_budget_gives_every_worker_several_blocks_of_a_small_batch(monkeyp
     assert conv_mod.block_budget(np, 4 * mib, 300) == 300  # an explicit small budget still wins
 
 
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape"),
+    [((16, 3, 16, 16), (16, 3, 3, 3)), ((4, 1, 28, 28), (16, 1, 5, 5)), ((8, 16, 14, 14), (16, 16, 3, 3))],
+    ids=["im2col", "im2col-one-channel", "winograd"],
+)
+def test_conv2d_weight_gradient_is_the_same_on_every_run_with_two_threads(x_shape, w_shape):
+    # the blocks' partial sums of dW and db are added in a fixed order, not in the order the
+    # threads happen to finish (before, 5 to 24 different results came out of 40 runs)
+    threadpoolctl = pytest.importorskip("threadpoolctl", reason="worker threads need threadpoolctl")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    results = set()
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        for _ in range(25):
+            wt, bt = gc.tensor(w, requires_grad=True), gc.tensor(b, requires_grad=True)
+            y = conv2d(gc.tensor(x), wt, bt, padding=1)
+            y.backward(gc.tensor(np.full(y.shape, 0.37, np.float32)))
+            results.add(wt.grad.tobytes() + bt.grad.tobytes())
+    assert len(results) == 1
+
+
 def test_conv_output_size_formula():
     assert conv_output_size(28, 3, 1, 2, 1) == 28
     assert conv_output_size(7, 3, 2, 2, 1) == 4
