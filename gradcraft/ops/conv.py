@@ -66,9 +66,10 @@ blocks, :data:`BLOCKS_PER_WORKER` per thread (:func:`block_budget`), so that eve
 work. Blocks are independent, so they are spread over worker threads, as many as NumPy's
 BLAS uses (``threadpoolctl``'s ``threadpool_limits(n)`` sets both), each GEMM then running
 on one BLAS thread: the memory-bound copies and adds run on every core, not only the GEMMs.
-Without
-``threadpoolctl`` (the ``fast`` extra) the blocks run one after another and BLAS threads
-each GEMM. On CuPy the whole batch is one block.
+The blocks' partial sums of dW and db are added in a fixed order (:func:`parallel_sum`), so
+a run repeats bit for bit with the same thread count. Without ``threadpoolctl`` (the
+``fast`` extra) the blocks run one after another and BLAS threads each GEMM. On CuPy the
+whole batch is one block.
 """
 
 from __future__ import annotations
@@ -93,9 +94,9 @@ __all__ = [
     "WINOGRAD_BLOCK_BYTES",
     "WINOGRAD_MIN_CHANNELS",
     "CHUNK_BYTES",
+    "block_budget",
     "channels_last_padded",
     "col2im_block",
-    "block_budget",
     "conv2d",
     "conv_output_size",
     "im2col_block",
@@ -246,6 +247,7 @@ BLOCK_BYTES = 1024 * 1024
 #: :data:`MIN_BLOCK_BYTES`), so that every core gets work and one slowed by another process
 #: does not hold up the rest.
 BLOCKS_PER_WORKER = 4
+#: The smallest block :func:`block_budget` cuts a small batch into.
 MIN_BLOCK_BYTES = 128 * 1024
 
 Block = tuple[int, int, int, int]
@@ -253,10 +255,14 @@ Block = tuple[int, int, int, int]
 
 def block_budget(xp: Any, total_bytes: int, budget: int) -> int:
     """Bytes per block for work of ``total_bytes``: ``budget``, or less for a small batch so
-    that each worker thread gets :data:`BLOCKS_PER_WORKER` blocks; the whole work on CuPy."""
+    that each of several worker threads gets :data:`BLOCKS_PER_WORKER` blocks of at least
+    :data:`MIN_BLOCK_BYTES`; ``budget`` on one thread; the whole work on CuPy."""
     if xp.__name__ != "numpy":
         return total_bytes
-    share = -(-total_bytes // (BLOCKS_PER_WORKER * num_threads(xp)))
+    threads = num_threads(xp)
+    if threads <= 1:
+        return budget
+    share = -(-total_bytes // (BLOCKS_PER_WORKER * threads))
     return min(budget, max(MIN_BLOCK_BYTES, share))
 
 
@@ -625,7 +631,8 @@ def winograd_conv(
     or 2·t (an odd size drops the last row or column of tiles' outputs).
 
     Per block of tile rows: V = Bᵀ d B (16 × (T, C)), M = V @ U (16 GEMMs), bias added to the
-    M entry that reaches every output of a tile, Y = Aᵀ M A written straight into the output.
+    M entry that reaches every output of a tile, Y = Aᵀ M A written straight into the output
+    (the NumPy path writes an odd-sized output through a full-tile temporary).
     The compiled tile transform reads the padding as zeros; the NumPy path pads a copy.
     """
     xp = get_array_module(src)

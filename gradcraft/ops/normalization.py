@@ -12,9 +12,11 @@ and its gradient, simplified by hand into one expression (cs231n ``batchnorm_bac
 Layer norm (Ba et al., 2016) is the same with the roles of the axes swapped: statistics over
 the trailing ``normalized_shape`` of each sample, γ and β elementwise over those axes.
 
-Both forward passes allocate two arrays of the input's size (x̂, kept for backward, and y);
-the backward passes allocate one (dx). Sums of products (Σ(x − μ)², Σ g x̂) are contracted
-with ``einsum`` so no product array is formed. All arithmetic stays in the input's dtype.
+On the NumPy path both forward passes allocate two arrays of the input's size (x̂, kept for
+backward, and y); the backward passes allocate one (dx). Sums of products (Σ(x − μ)², Σ g x̂)
+are contracted with ``einsum`` so no product array is formed, and all arithmetic stays in the
+input's dtype. The compiled batch-norm kernels (:mod:`gradcraft.ops.kernels.normalization`)
+keep x instead of x̂, recompute x̂ in backward, and accumulate their sums in float64.
 """
 
 from __future__ import annotations
@@ -204,10 +206,10 @@ class BatchNorm(Function):
         x − x[0] and its square, in float64), one writing pass for y; x itself (not x̂) is kept
         for backward."""
         xp, m, fast = get_array_module(x), self.m, self.fast
-        shift = x2[0].copy()
-        s1, s2 = fast.sums(fast.k.shifted_sums, x2, shift, outputs=2)
+        origin = x2[0].copy()
+        s1, s2 = fast.sums(fast.k.shifted_sums, x2, origin, outputs=2)
         offset = s1 / m
-        mean = (shift + offset).astype(x.dtype)
+        mean = (origin + offset).astype(x.dtype)
         var = xp.maximum(s2 / m - offset * offset, 0.0).astype(x.dtype)
         inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
         _update_running(running_mean, running_var, mean, var, momentum, m)

@@ -5,6 +5,7 @@ import pytest
 
 import gradcraft as gc
 from gradcraft.autograd import gradcheck
+from gradcraft.ops import accel
 from gradcraft.ops import conv as conv_mod
 from gradcraft.ops.conv import conv2d, conv_output_size
 from tests.ops._cases import compare_with_torch, torch_or_none
@@ -197,6 +198,8 @@ def test_block_budget_gives_every_worker_several_blocks_of_a_small_batch(monkeyp
     assert conv_mod.block_budget(np, 400 * mib, conv_mod.BLOCK_BYTES) == conv_mod.BLOCK_BYTES
     assert conv_mod.block_budget(np, 64 * 1024, conv_mod.BLOCK_BYTES) == conv_mod.MIN_BLOCK_BYTES
     assert conv_mod.block_budget(np, 4 * mib, 300) == 300  # an explicit small budget still wins
+    monkeypatch.setattr(conv_mod, "num_threads", lambda xp: 1)
+    assert conv_mod.block_budget(np, 4 * mib, conv_mod.BLOCK_BYTES) == conv_mod.BLOCK_BYTES
 
 
 @pytest.mark.parametrize(
@@ -282,8 +285,6 @@ def test_conv2d_winograd_matches_torch_in_blocks_and_bands(cfg, budget, monkeypa
 @pytest.mark.parametrize("numba", [False, True])
 def test_conv2d_winograd_output_and_input_gradient_of_odd_size_are_channels_last_contiguous(numba):
     # a padded view would send batch norm and ReLU after it down their slower strided paths
-    from gradcraft.ops import accel
-
     rng = np.random.default_rng(6)
     x = np.ascontiguousarray(rng.standard_normal((2, 7, 5, 8)).astype(np.float32)).transpose(0, 3, 1, 2)
     w = rng.standard_normal((4, 8, 3, 3)).astype(np.float32)
