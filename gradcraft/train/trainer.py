@@ -17,7 +17,8 @@ on: weights and buffers, optimizer and scheduler state, both loaders' positions,
 every random generator (the library-wide one, the loaders', any generator held by a layer or a
 transform), the callbacks' state, the history and the running epoch metrics. A run resumed
 from one (``fit(..., resume_from=path)``) produces bit-identical weights to a run that was
-never interrupted.
+never interrupted, given the same thread count (per-thread partial sums are added in a fixed
+order, but how the work is split depends on the count).
 
 A loss that is NaN or infinite stops the run at once with a
 :class:`NonFiniteLossError` naming the step, the learning rate and the likely causes; no
