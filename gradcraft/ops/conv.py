@@ -716,6 +716,8 @@ def winograd_filter_grad(src: Any, offsets: IntPair, gbuf: Any, tiles_hw: IntPai
         return xp.matmul(dm.transpose(0, 2, 1), v), dm[5].sum(axis=0)
 
     du, db = parallel_sum(xp, len(blocks), body, 2)
+    if du is None:  # an empty batch
+        du, db = xp.zeros((16, o, c), dtype=src.dtype), xp.zeros(o, dtype=src.dtype)
     return du, db
 
 
@@ -912,6 +914,9 @@ class Conv2d(Function):
                 return sums
 
             db, dwmat = parallel_sum(xp, len(units), backward_unit, 2)
+            if n == 0:  # an empty batch: no blocks, so nothing was summed
+                db = xp.zeros(o, dtype=grad.dtype) if need_b else None
+                dwmat = xp.zeros((groups, kg, og), dtype=grad.dtype) if need_w else None
             if need_x:
                 dx = dxg.reshape(n, h, wd, c).transpose(0, 3, 1, 2)
         if need_w:

@@ -225,6 +225,21 @@ def test_conv2d_weight_gradient_is_the_same_on_every_run_with_two_threads(x_shap
     assert len(results) == 1
 
 
+@pytest.mark.parametrize(
+    ("c_in", "kernel", "padding"), [(8, 3, 1), (3, 3, 1), (4, 1, 0)], ids=["winograd", "im2col", "pointwise"]
+)
+def test_conv2d_of_an_empty_batch_gives_empty_output_and_zero_filter_gradients(c_in, kernel, padding):
+    x = gc.tensor(np.zeros((0, c_in, 6, 6), np.float32), requires_grad=True)
+    w = gc.tensor(np.ones((5, c_in, kernel, kernel), np.float32), requires_grad=True)
+    b = gc.tensor(np.ones(5, np.float32), requires_grad=True)
+    y = conv2d(x, w, b, padding=padding)
+    assert y.shape == (0, 5, 6, 6)
+    y.sum().backward()
+    assert x.grad.shape == (0, c_in, 6, 6)
+    np.testing.assert_array_equal(w.grad, np.zeros(w.shape))
+    np.testing.assert_array_equal(b.grad, np.zeros(5))
+
+
 def test_conv_output_size_formula():
     assert conv_output_size(28, 3, 1, 2, 1) == 28
     assert conv_output_size(7, 3, 2, 2, 1) == 4
