@@ -243,9 +243,9 @@ def _valid_range(size: int, out: int, k: int, stride: int, dilation: int, pad: i
 #: Bytes of im2col columns built at a time on the CPU. A block's columns are multiplied right
 #: after they are written, while still in cache (sized for 512 KiB L2 per core, 8 MiB L3).
 BLOCK_BYTES = 1024 * 1024
-#: A small batch is cut into at least this many blocks per worker thread (while a block keeps
-#: :data:`MIN_BLOCK_BYTES`), so that every core gets work and one slowed by another process
-#: does not hold up the rest.
+#: With several worker threads, a small batch is cut into at least this many blocks per
+#: thread (while a block keeps :data:`MIN_BLOCK_BYTES`), so that every core gets work and one
+#: slowed by another process does not hold up the rest.
 BLOCKS_PER_WORKER = 4
 #: The smallest block :func:`block_budget` cuts a small batch into.
 MIN_BLOCK_BYTES = 128 * 1024
@@ -381,21 +381,32 @@ def parallel_sum(
     resumed run then repeats an uninterrupted one bit for bit). ``body`` must return fresh
     arrays (they are added to in place) or None for a term it has not got.
 
+    A group's sum is added to the total as soon as every earlier group's has been, so only
+    about one partial per worker thread is alive at a time.
+
     Returns:
         The ``terms`` sums; None where every item returned None (or there were no items).
     """
-    count = max(1, min(n_items, BLOCKS_PER_WORKER * num_threads(xp)))
+    threads = num_threads(xp)
+    count = 1 if threads <= 1 else max(1, min(n_items, BLOCKS_PER_WORKER * threads))
     bounds = [n_items * k // count for k in range(count + 1)]
-    sums: list[list[Any]] = [[None] * terms for _ in range(count)]
+    total: list[Any] = [None] * terms
+    finished: dict[int, list[Any]] = {}  # group sums waiting for an earlier group
+    next_group = 0
+    lock = threading.Lock()
 
     def run_group(g: int, scratch: dict) -> None:
+        nonlocal next_group
+        acc: list[Any] = [None] * terms
         for i in range(bounds[g], bounds[g + 1]):
-            _accumulate(sums[g], body(i, scratch))
+            _accumulate(acc, body(i, scratch))
+        with lock:
+            finished[g] = acc
+            while next_group in finished:
+                _accumulate(total, finished.pop(next_group))
+                next_group += 1
 
     parallel_for(xp, count, run_group)
-    total: list[Any] = [None] * terms
-    for acc in sums:
-        _accumulate(total, acc)
     return total
 
 

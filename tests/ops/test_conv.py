@@ -1,4 +1,5 @@
 import itertools
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -238,6 +239,28 @@ def test_conv2d_of_an_empty_batch_gives_empty_output_and_zero_filter_gradients(c
     assert x.grad.shape == (0, c_in, 6, 6)
     np.testing.assert_array_equal(w.grad, np.zeros(w.shape))
     np.testing.assert_array_equal(b.grad, np.zeros(5))
+
+
+def test_parallel_sum_keeps_about_one_partial_per_thread_alive(monkeypatch):
+    # 64 groups of blocks; had every group kept its own dU until the end, backward would hold
+    # 64 MiB of them (each is 16 × 128 × 128 float32 = 1 MiB)
+    threadpoolctl = pytest.importorskip("threadpoolctl", reason="worker threads need threadpoolctl")
+    monkeypatch.setattr(conv_mod, "BLOCKS_PER_WORKER", 32)
+    monkeypatch.setattr(conv_mod, "MIN_BLOCK_BYTES", 1)
+    rng = np.random.default_rng(0)
+    x = np.ascontiguousarray(rng.standard_normal((64, 4, 4, 128)).astype(np.float32)).transpose(0, 3, 1, 2)
+    w = rng.standard_normal((128, 128, 3, 3)).astype(np.float32)
+    g = np.ones((64, 128, 4, 4), np.float32)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        y = conv2d(gc.tensor(x), gc.tensor(w, requires_grad=True), padding=1)
+        assert y.grad_fn.mode == "winograd"
+        tracemalloc.start()
+        try:
+            y.grad_fn.backward(g)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert peak < 24 * 2**20
 
 
 def test_conv_output_size_formula():
