@@ -727,7 +727,7 @@ def winograd_filter_grad(src: Any, offsets: IntPair, gbuf: Any, tiles_hw: IntPai
         return xp.matmul(dm.transpose(0, 2, 1), v), dm[5].sum(axis=0)
 
     du, db = parallel_sum(xp, len(blocks), body, 2)
-    if du is None:  # an empty batch
+    if n == 0:  # an empty batch: no blocks, so nothing was summed
         du, db = xp.zeros((16, o, c), dtype=src.dtype), xp.zeros(o, dtype=src.dtype)
     return du, db
 
@@ -908,13 +908,12 @@ class Conv2d(Function):
                     n0, n1, h0, h1 = blk
                     m0, m1 = _block_rows(blk, ho, wo)
                     gg = per_group(g2[m0:m1])
-                    _accumulate(sums, (
-                        g2[m0:m1].sum(axis=0) if need_b else None,
-                        # (G, K_g, C_out/G)
-                        xp.matmul(im2col_block(win, blk, groups, scratch).transpose(0, 2, 1), gg)
-                        if need_w
-                        else None,
-                    ))
+                    db_part = g2[m0:m1].sum(axis=0) if need_b else None
+                    dw_part = None
+                    if need_w:
+                        cols = im2col_block(win, blk, groups, scratch)
+                        dw_part = xp.matmul(cols.transpose(0, 2, 1), gg)  # (G, K_g, C_out/G)
+                    _accumulate(sums, (db_part, dw_part))
                     if need_x:
                         if h0 == 0:
                             dxg[n0:n1] = 0

@@ -1,4 +1,8 @@
-"""Element-wise activation kernels over flat views of same-layout arrays."""
+"""Element-wise activation kernels over flat views of same-layout arrays.
+
+The bit-mask kernels handle whole bytes in a loop of exactly 8 (which LLVM unrolls) and the
+last, partly used byte separately: one loop of ``min(8, n − 8b)`` iterations is 2–4× slower.
+"""
 
 from __future__ import annotations
 

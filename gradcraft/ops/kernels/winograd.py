@@ -58,6 +58,20 @@ def _transform_tile(d0: Any, d1: Any, d2: Any, d3: Any, v: Any, k: int) -> None:
 
 
 @jit
+def _gather_tile(x: Any, b: int, i0: int, j0: int, edge: Any) -> None:
+    """edge[r, q] = x[b, i0 + r, j0 + q] where that lies inside x (N, H, W, C), else 0: a tile
+    that reaches into the padding or past an odd-sized edge."""
+    h, w = x.shape[1], x.shape[2]
+    for r in range(edge.shape[0]):
+        for q in range(edge.shape[1]):
+            i, j = i0 + r, j0 + q
+            if 0 <= i < h and 0 <= j < w:
+                edge[r, q] = x[b, i, j]
+            else:
+                edge[r, q] = 0
+
+
+@jit
 def input_transform(x: Any, pt: int, pl: int, n0: int, n1: int, t0: int, t1: int, tw: int, v: Any) -> None:
     """V = Bᵀ d B for the 4×4 input tiles d = x̃[b, 2t : 2t + 4, 2s : 2s + 4, :] of the block, where
     x̃ is ``x`` shifted down by ``pt`` rows and right by ``pl`` columns with zeros everywhere
@@ -84,13 +98,7 @@ def input_transform(x: Any, pt: int, pl: int, n0: int, n1: int, t0: int, t1: int
                         k,
                     )
                     continue
-                for r in range(4):
-                    for q in range(4):
-                        i, j = i0 + r, j0 + q
-                        if 0 <= i < h and 0 <= j < w:
-                            edge[r, q] = x[b, i, j]
-                        else:
-                            edge[r, q] = 0
+                _gather_tile(x, b, i0, j0, edge)
                 _transform_tile(edge[0], edge[1], edge[2], edge[3], v, k)
 
 
@@ -140,53 +148,51 @@ def output_transform(m: Any, bias: Any, n0: int, n1: int, t0: int, t1: int, tw: 
 
 
 @jit
+def _adjoint_tile(g0: Any, g1: Any, dm: Any, k: int) -> None:
+    """dm[:, k] = A G Aᵀ for one 2×2 output-gradient tile given as its rows g0, g1 (2, C_out)."""
+    for ch in range(dm.shape[2]):
+        # rows: A G (A = [[1, 0], [1, 1], [1, −1], [0, −1]])
+        r00 = g0[0, ch]
+        r01 = g0[1, ch]
+        r10 = g0[0, ch] + g1[0, ch]
+        r11 = g0[1, ch] + g1[1, ch]
+        r20 = g0[0, ch] - g1[0, ch]
+        r21 = g0[1, ch] - g1[1, ch]
+        r30 = -g1[0, ch]
+        r31 = -g1[1, ch]
+        # columns: (A G) Aᵀ
+        dm[0, k, ch] = r00
+        dm[1, k, ch] = r00 + r01
+        dm[2, k, ch] = r00 - r01
+        dm[3, k, ch] = -r01
+        dm[4, k, ch] = r10
+        dm[5, k, ch] = r10 + r11
+        dm[6, k, ch] = r10 - r11
+        dm[7, k, ch] = -r11
+        dm[8, k, ch] = r20
+        dm[9, k, ch] = r20 + r21
+        dm[10, k, ch] = r20 - r21
+        dm[11, k, ch] = -r21
+        dm[12, k, ch] = r30
+        dm[13, k, ch] = r30 + r31
+        dm[14, k, ch] = r30 - r31
+        dm[15, k, ch] = -r31
+
+
+@jit
 def output_adjoint(g: Any, n0: int, n1: int, t0: int, t1: int, tw: int, dm: Any) -> None:
     """dM = A G Aᵀ for the 2×2 output-gradient tiles G = g[b, 2t : 2t + 2, 2s : 2s + 2, :]
     (the adjoint of :func:`output_transform`), reading zeros past an odd-sized g;
     g: (N, H_out, W_out, C_out), H_out ≥ 2·t_h − 1; dm: (16, T, C_out)."""
     h, w, c = g.shape[1], g.shape[2], g.shape[3]
     rows = t1 - t0
-    edge = np.zeros((2, 2, c), dtype=g.dtype)
+    edge = np.empty((2, 2, c), dtype=g.dtype)
     for b in range(n0, n1):
         for t in range(t0, t1):
             for s in range(tw):
                 k = ((b - n0) * rows + t - t0) * tw + s
                 if 2 * t + 2 <= h and 2 * s + 2 <= w:
-                    g0 = g[b, 2 * t, 2 * s : 2 * s + 2]
-                    g1 = g[b, 2 * t + 1, 2 * s : 2 * s + 2]
-                else:
-                    for r in range(2):
-                        for q in range(2):
-                            if 2 * t + r < h and 2 * s + q < w:
-                                edge[r, q] = g[b, 2 * t + r, 2 * s + q]
-                            else:
-                                edge[r, q] = 0
-                    g0 = edge[0]
-                    g1 = edge[1]
-                for ch in range(c):
-                    # rows: A G (A = [[1, 0], [1, 1], [1, −1], [0, −1]])
-                    r00 = g0[0, ch]
-                    r01 = g0[1, ch]
-                    r10 = g0[0, ch] + g1[0, ch]
-                    r11 = g0[1, ch] + g1[1, ch]
-                    r20 = g0[0, ch] - g1[0, ch]
-                    r21 = g0[1, ch] - g1[1, ch]
-                    r30 = -g1[0, ch]
-                    r31 = -g1[1, ch]
-                    # columns: (A G) Aᵀ
-                    dm[0, k, ch] = r00
-                    dm[1, k, ch] = r00 + r01
-                    dm[2, k, ch] = r00 - r01
-                    dm[3, k, ch] = -r01
-                    dm[4, k, ch] = r10
-                    dm[5, k, ch] = r10 + r11
-                    dm[6, k, ch] = r10 - r11
-                    dm[7, k, ch] = -r11
-                    dm[8, k, ch] = r20
-                    dm[9, k, ch] = r20 + r21
-                    dm[10, k, ch] = r20 - r21
-                    dm[11, k, ch] = -r21
-                    dm[12, k, ch] = r30
-                    dm[13, k, ch] = r30 + r31
-                    dm[14, k, ch] = r30 - r31
-                    dm[15, k, ch] = -r31
+                    _adjoint_tile(g[b, 2 * t, 2 * s : 2 * s + 2], g[b, 2 * t + 1, 2 * s : 2 * s + 2], dm, k)
+                    continue
+                _gather_tile(g, b, 2 * t, 2 * s, edge)
+                _adjoint_tile(edge[0], edge[1], dm, k)
