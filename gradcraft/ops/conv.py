@@ -375,14 +375,13 @@ def parallel_sum(
     """Σ over ``i`` in ``range(n_items)`` of the ``terms`` arrays ``body(i, scratch)`` returns, on
     the worker threads, with the same rounding whatever the thread timing.
 
-    The items are cut into consecutive groups (:data:`BLOCKS_PER_WORKER` per worker thread);
-    a group adds its items' partials in item order and the group sums are added in group
-    order, so the result depends only on the thread count, not on which thread ran what (a
-    resumed run then repeats an uninterrupted one bit for bit). ``body`` must return fresh
-    arrays (they are added to in place) or None for a term it has not got.
-
-    A group's sum is added to the total as soon as every earlier group's has been, so only
-    about one partial per worker thread is alive at a time.
+    The items are cut into consecutive groups (:data:`BLOCKS_PER_WORKER` per worker thread); a
+    group adds its items' partials in item order, and the group sums are added pairwise along
+    a fixed binary tree, each pair as soon as both halves are done. The result depends only
+    on the thread count, not on which thread ran what (a resumed run then repeats an
+    uninterrupted one bit for bit), and however the threads are scheduled at most one
+    waiting partial per tree level is alive. ``body`` must return fresh arrays (they are
+    added to in place) or None for a term it has not got.
 
     Returns:
         The ``terms`` sums; None where every item returned None (or there were no items).
@@ -390,21 +389,31 @@ def parallel_sum(
     threads = num_threads(xp)
     count = 1 if threads <= 1 else max(1, min(n_items, BLOCKS_PER_WORKER * threads))
     bounds = [n_items * k // count for k in range(count + 1)]
+    widths = [count]  # nodes per tree level, leaves first
+    while widths[-1] > 1:
+        widths.append((widths[-1] + 1) // 2)
+    waiting: dict[tuple[int, int], list[Any]] = {}  # (level, index) → a sum whose sibling is not done
     total: list[Any] = [None] * terms
-    finished: dict[int, list[Any]] = {}  # group sums waiting for an earlier group
-    next_group = 0
     lock = threading.Lock()
 
     def run_group(g: int, scratch: dict) -> None:
-        nonlocal next_group
         acc: list[Any] = [None] * terms
         for i in range(bounds[g], bounds[g + 1]):
             _accumulate(acc, body(i, scratch))
+        level, index = 0, g
         with lock:
-            finished[g] = acc
-            while next_group in finished:
-                _accumulate(total, finished.pop(next_group))
-                next_group += 1
+            while level + 1 < len(widths):
+                sibling = index ^ 1
+                if sibling < widths[level]:
+                    if (level, sibling) not in waiting:
+                        waiting[level, index] = acc
+                        return
+                    other = waiting.pop((level, sibling))
+                    left, right = (acc, other) if index < sibling else (other, acc)
+                    _accumulate(left, right)
+                    acc = left
+                level, index = level + 1, index // 2
+            total[:] = acc
 
     parallel_for(xp, count, run_group)
     return total

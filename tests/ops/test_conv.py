@@ -1,4 +1,5 @@
 import itertools
+import time
 import tracemalloc
 
 import numpy as np
@@ -241,26 +242,33 @@ def test_conv2d_of_an_empty_batch_gives_empty_output_and_zero_filter_gradients(c
     np.testing.assert_array_equal(b.grad, np.zeros(5))
 
 
-def test_parallel_sum_keeps_about_one_partial_per_thread_alive(monkeypatch):
-    # 64 groups of blocks; had every group kept its own dU until the end, backward would hold
-    # 64 MiB of them (each is 16 × 128 × 128 float32 = 1 MiB)
+@pytest.mark.parametrize("stall_first", [False, True])
+def test_parallel_sum_is_ordered_and_bounded_however_the_threads_run(stall_first, monkeypatch):
+    # 64 groups of one item each on 2 threads. Stalling item 0 lets the other thread finish
+    # all 63 others first: a sum that waited for group 0 before adding anything would then
+    # hold 63 partials of 1 MiB; along the tree it holds about one per level
     threadpoolctl = pytest.importorskip("threadpoolctl", reason="worker threads need threadpoolctl")
     monkeypatch.setattr(conv_mod, "BLOCKS_PER_WORKER", 32)
-    monkeypatch.setattr(conv_mod, "MIN_BLOCK_BYTES", 1)
-    rng = np.random.default_rng(0)
-    x = np.ascontiguousarray(rng.standard_normal((64, 4, 4, 128)).astype(np.float32)).transpose(0, 3, 1, 2)
-    w = rng.standard_normal((128, 128, 3, 3)).astype(np.float32)
-    g = np.ones((64, 128, 4, 4), np.float32)
+    parts = np.random.default_rng(0).standard_normal((64, 5)).astype(np.float32)
+
+    def body(i, _scratch):
+        if i == 0 and stall_first:
+            time.sleep(0.3)
+        return parts[i].copy(), np.ones(2**18, np.float32), None
+
     with threadpoolctl.threadpool_limits(2, user_api="blas"):
-        y = conv2d(gc.tensor(x), gc.tensor(w, requires_grad=True), padding=1)
-        assert y.grad_fn.mode == "winograd"
+        reference = conv_mod.parallel_sum(np, 64, lambda i, _s: (parts[i].copy(), None, None), 3)
         tracemalloc.start()
         try:
-            y.grad_fn.backward(g)
+            total = conv_mod.parallel_sum(np, 64, body, 3)
             peak = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
-    assert peak < 24 * 2**20
+    assert total[0].tobytes() == reference[0].tobytes()  # same tree, same rounding
+    np.testing.assert_allclose(total[0], parts.astype(np.float64).sum(axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(total[1], np.full(2**18, 64.0, np.float32))
+    assert total[2] is None
+    assert peak < 20 * 2**20
 
 
 def test_conv_output_size_formula():
