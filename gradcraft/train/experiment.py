@@ -462,7 +462,12 @@ class Experiment:
 
     def _start_processes(self) -> None:
         """Find this run's processes; all of them take process 0's run directory, and only
-        process 0 prints."""
+        process 0 prints.
+
+        Errors here are the same on every process (they depend only on the recipe and the
+        process count), so each process ends on its own with the message, before any
+        collective; ``MPI_Abort`` could kill a process before its message is printed.
+        """
         from gradcraft.distributed import broadcast_text, init_communicator
 
         if self.comm is None:
@@ -471,6 +476,7 @@ class Experiment:
             except ImportError as err:
                 raise RunError(f"distributed.mode={self.recipe.distributed.mode!r}: {err}") from err
         if self.world_size > 1:
+            self._local_batch_size()
             self.run_dir = Path(broadcast_text(self.comm, str(self.run_dir)))
             if not self.is_main:
                 self.quiet, self.progress = True, "none"
