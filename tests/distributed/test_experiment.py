@@ -63,14 +63,16 @@ def test_each_process_loads_its_shard_with_its_share_of_the_batch(tmp_path: Path
     assert exp.parallel is not None and exp.parallel.world_size == 4
 
 
-def test_a_batch_the_processes_cannot_share_is_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    with pytest.raises(RuntimeError, match="aborted with status 1"):
-        _experiment(tmp_path, MirrorComm(rank=0, size=3)).train()
-    err = capsys.readouterr().err
-    assert "batch_size: Expected a global batch_size divisible by the 3 processes" in err
-    assert "(e.g. 30 or 33). Received: batch_size=32" in err
+def test_a_batch_the_processes_cannot_share_is_refused_before_any_collective(tmp_path: Path) -> None:
+    # every process finds the same error and ends on its own (MirrorComm.abort would raise
+    # "aborted with status 1"): no MPI_Abort, which can lose the processes' output
+    comm = MirrorComm(rank=0, size=3)
+    with pytest.raises(RunError, match=re.escape("divisible by the 3 processes")) as err:
+        _experiment(tmp_path, comm).train()
+    assert "batch_size: Expected a global batch_size" in str(err.value)
+    assert "(e.g. 30 or 33). Received: batch_size=32" in str(err.value)
+    assert comm.calls == []
+    assert not (tmp_path / "run").exists()
     with pytest.raises(ValueError, match=re.escape("divisible by the 4 processes")):
         local_batch_size(6, 4)
     assert local_batch_size(1024, 8) == 128
