@@ -37,9 +37,10 @@ layer, whose input is data, never builds dX. For dW the op keeps its input ``x``
 the padded channels-last buffer: ``x`` is usually the previous ReLU's output, which nothing
 else needs to keep, so between the passes a convolution costs no memory beyond its input
 (the padded copies were 15–100 % larger per layer: 124 MiB of 646 MiB at batch 512 in the
-benchmark residual network). The im2col path pads ``x`` again in backward; the Winograd
-path never pads at all when the compiled kernels run (its tile transform reads the border
-as zeros).
+benchmark residual network). When the compiled kernels run, neither path pads at all: the
+im2col kernel and the Winograd tile transform read the border as zeros (a stride-2 layer's
+padded copy was as large as its input, in forward and again in backward). Without them the
+im2col path copies ``x`` into a padded buffer in each pass.
 
 Winograd path. A 3×3, stride-1, undilated, ungrouped convolution with at least
 :data:`WINOGRAD_MIN_CHANNELS` input channels (every 3×3 layer of a VGG/ResNet body) uses
@@ -100,6 +101,7 @@ __all__ = [
     "conv2d",
     "conv_output_size",
     "im2col_block",
+    "im2col_reader",
     "num_threads",
     "pair",
     "parallel_for",
@@ -463,6 +465,50 @@ def im2col_block(win: Any, block: Block, groups: int, scratch: dict) -> Any:
     src = win[n0:n1, h0:h1].reshape(n1 - n0, h1 - h0, wo, kh, kw, groups, cg)
     cols.reshape(groups, n1 - n0, h1 - h0, wo, kh, kw, cg)[...] = src.transpose(5, 0, 1, 2, 3, 4, 6)
     return cols
+
+
+def im2col_reader(
+    x: Any,
+    out_hw: IntPair,
+    kernel: IntPair,
+    stride: IntPair,
+    dilation: IntPair,
+    pads: tuple[IntPair, IntPair],
+    groups: int,
+) -> Callable[[Block, dict], Any]:
+    """A function ``columns(block, scratch)`` that writes the (G, rows, K_g) im2col columns of
+    one block of output rows of the convolution of ``x`` (N, C, H, W) into a reused buffer of
+    ``scratch`` and returns them (K_g ordered (kH, kW, C_g), as :func:`im2col_block`).
+
+    With the compiled kernels and more than one input channel, the columns are read from ``x``
+    itself (no copy when ``x`` is channels-last) and the taps in the padding are written as
+    zeros, so no padded copy of ``x`` is ever made. Otherwise ``x`` is copied once into a
+    zero-padded channels-last buffer whose windows :func:`im2col_block` copies: with one
+    channel that copy is 1/(kH·kW) of the columns and the per-tap NumPy copies are faster
+    than the kernel's scattered stores.
+    """
+    xp = get_array_module(x)
+    c = x.shape[1]
+    fast = accel.kernels("im2col", x) if c > 1 else None
+    if fast is None:
+        win = _windows(channels_last_padded(x, pads), out_hw, kernel, stride, dilation)
+
+        def copy_windows(block: Block, scratch: dict) -> Any:
+            return im2col_block(win, block, groups, scratch)
+
+        return copy_windows
+    src = channels_last_padded(x, ((0, 0), (0, 0)))
+    wo = out_hw[1]
+    kg = kernel[0] * kernel[1] * (c // groups)
+
+    def read_input(block: Block, scratch: dict) -> Any:
+        n0, n1, h0, h1 = block
+        rows = (n1 - n0) * (h1 - h0) * wo
+        cols = _scratch_array(xp, scratch, "cols", (groups, rows, kg), x.dtype)
+        fast.im2col(src, n0, n1, h0, h1, wo, *kernel, *stride, *dilation, pads[0][0], pads[1][0], cols)
+        return cols
+
+    return read_input
 
 
 def col2im_block(
@@ -847,23 +893,23 @@ class Conv2d(Function):
         (n, _, _, _), (ho, wo), kernel, stride, dilation, pads, groups = self.geometry
         o, cg, kh, kw = w.shape
         og, m, kg = o // groups, n * ho * wo, kh * kw * cg
-        buf = channels_last_padded(x, pads)
         # weight as (G, K_g, C_out/G), K ordered (kH, kW, C_g) like the columns
         wmat = w.reshape(groups, og, cg, kh, kw).transpose(0, 3, 4, 2, 1).reshape(groups, kg, og)
         out = xp.empty((m, o), dtype=x.dtype)
         if self.mode == "pointwise":
+            buf = channels_last_padded(x, pads)  # no padding: no copy when channels-last
             cols = buf.reshape(m, groups, cg).transpose(1, 0, 2)  # (G, M, C_g) view, no copy
             matmul_into(xp, cols, wmat, out.reshape(m, groups, og).transpose(1, 0, 2))
             if b is not None:
                 out += b
         else:
-            win = _windows(buf, (ho, wo), kernel, stride, dilation)
-            budget = block_budget(xp, m * groups * kg * buf.itemsize, BLOCK_BYTES)
-            units = blocks_of(n, ho, wo, groups * kg * buf.itemsize, budget)
+            columns = im2col_reader(x, (ho, wo), kernel, stride, dilation, pads, groups)
+            budget = block_budget(xp, m * groups * kg * x.itemsize, BLOCK_BYTES)
+            units = blocks_of(n, ho, wo, groups * kg * x.itemsize, budget)
             blocks = [blk for unit in units for blk in unit]
 
             def forward_block(i: int, scratch: dict) -> None:
-                cols = im2col_block(win, blocks[i], groups, scratch)
+                cols = columns(blocks[i], scratch)
                 m0, m1 = _block_rows(blocks[i], ho, wo)
                 part = out[m0:m1]
                 matmul_into(xp, cols, wmat, part.reshape(m1 - m0, groups, og).transpose(1, 0, 2))
@@ -879,7 +925,6 @@ class Conv2d(Function):
         xp = get_array_module(grad)
         x, wmat = self.saved
         (n, c, h, wd), (ho, wo), kernel, stride, dilation, pads, groups = self.geometry
-        buf = channels_last_padded(x, pads) if x is not None else None
         kh, kw = kernel
         o = grad.shape[1]
         og, cg = o // groups, c // groups
@@ -899,13 +944,14 @@ class Conv2d(Function):
             if need_b:
                 db = g2.reshape(n, ho * wo, o).sum(axis=1).sum(axis=0)
             if need_w:
+                buf = channels_last_padded(x, pads)  # no padding: no copy when channels-last
                 dwmat = xp.matmul(buf.reshape(m, groups, cg).transpose(1, 2, 0), gg)
             if need_x:
                 dxg = xp.empty((m, groups, cg), dtype=grad.dtype)
                 matmul_into(xp, gg, wmat.transpose(0, 2, 1), dxg.transpose(1, 0, 2))
                 dx = dxg.reshape(n, h, wd, c).transpose(0, 3, 1, 2)
         else:
-            win = _windows(buf, (ho, wo), kernel, stride, dilation) if need_w else None
+            columns = im2col_reader(x, (ho, wo), kernel, stride, dilation, pads, groups) if need_w else None
             dxg = xp.empty((n, h, wd, groups, cg), dtype=grad.dtype) if need_x else None
             budget = block_budget(xp, m * groups * kg * grad.itemsize, BLOCK_BYTES)
             units = blocks_of(n, ho, wo, groups * kg * grad.itemsize, budget)
@@ -920,7 +966,7 @@ class Conv2d(Function):
                     db_part = g2[m0:m1].sum(axis=0) if need_b else None
                     dw_part = None
                     if need_w:
-                        cols = im2col_block(win, blk, groups, scratch)
+                        cols = columns(blk, scratch)
                         dw_part = xp.matmul(cols.transpose(0, 2, 1), gg)  # (G, K_g, C_out/G)
                     _accumulate(sums, (db_part, dw_part))
                     if need_x:

@@ -8,6 +8,7 @@ Kernel paths are taken for channels-last NumPy input, so the inputs here are cha
 import os
 import subprocess
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -266,6 +267,85 @@ def test_winograd_kernels_pass_gradcheck():
     x = channels_last(rng.standard_normal((2, 8, 5, 4)))
     with accel.use_numba(True):
         assert gradcheck(lambda t, w, b: conv2d(t, w, b, padding=1), [x, rng.standard_normal((3, 8, 3, 3)), rng.standard_normal(3)])
+
+
+# ---------------------------------------------------------------------------- im2col convolution
+# (x shape, weight shape, stride, padding, dilation, groups): every layer im2col serves
+IM2COL_CONFIGS = [
+    ((2, 3, 7, 6), (4, 3, 3, 3), 2, 1, 1, 1),  # a stride-2 layer, the residual network's case
+    ((2, 4, 6, 7), (3, 4, 3, 2), (2, 1), (1, 2), 1, 1),  # asymmetric stride, padding, kernel
+    ((1, 2, 7, 7), (2, 2, 3, 3), 1, 2, 2, 1),  # dilated: the padding is wider than a tap
+    ((2, 4, 5, 5), (6, 2, 3, 3), 1, 1, 1, 2),  # grouped
+    ((2, 4, 5, 4), (4, 1, 3, 3), 2, 1, 1, 4),  # depthwise
+    ((1, 3, 3, 2), (2, 3, 5, 5), 1, 2, 1, 1),  # every window reaches into the padding
+    ((2, 2, 5, 6), (3, 2, 2, 3), 1, "same", 1, 1),
+    ((2, 4, 5, 5), (4, 4, 1, 1), 2, 0, 1, 1),  # a strided 1×1 shortcut
+]
+
+
+@pytest.mark.parametrize("cfg", IM2COL_CONFIGS, ids=lambda c: "-".join(map(str, c)).replace(" ", ""))
+@pytest.mark.parametrize("layout", ["channels_last", "c_order"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_im2col_kernel_matches_numpy_path(cfg, layout, dtype, used):
+    x_shape, w_shape, stride, padding, dilation, groups = cfg
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal(x_shape).astype(dtype)
+    x = channels_last(x) if layout == "channels_last" else x
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+
+    def conv(t, wt, bt):
+        return conv2d(t, wt, bt, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+    # the same columns go into the same GEMMs: equal to the last bit
+    assert_same(run_both(conv, [x, w, b]), rtol=0, atol=0)
+    assert used == {"im2col"}
+
+
+def test_im2col_kernel_works_in_blocks_and_row_bands(monkeypatch, used):
+    monkeypatch.setattr(conv_mod, "BLOCK_BYTES", 300)  # bands of output rows of one sample
+    rng = np.random.default_rng(13)
+    x = channels_last(rng.standard_normal((3, 4, 9, 8)).astype(np.float32))
+    w = rng.standard_normal((5, 4, 3, 3)).astype(np.float32)
+    assert_same(run_both(lambda t, wt: conv2d(t, wt, stride=2, padding=1), [x, w]), rtol=0, atol=0)
+    assert used == {"im2col"}
+
+
+def test_im2col_kernel_passes_gradcheck():
+    rng = np.random.default_rng(14)
+    x = channels_last(rng.standard_normal((2, 3, 6, 5)))
+    with accel.use_numba(True):
+        assert gradcheck(
+            lambda t, w, b: conv2d(t, w, b, stride=2, padding=1),
+            [x, rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)],
+        )
+
+
+def test_im2col_kernel_makes_no_padded_copy_of_the_input():
+    threadpoolctl = pytest.importorskip("threadpoolctl", reason="thread control needs threadpoolctl")
+    # a stride-2 layer of a residual network; its input is a ReLU's channels-last output
+    # (backward rebuilds the columns for the filter gradient; dX is built unpadded either way)
+    rng = np.random.default_rng(15)
+    x = gc.tensor(channels_last(rng.standard_normal((64, 16, 28, 28)).astype(np.float32)))
+    w = gc.tensor(rng.standard_normal((32, 16, 3, 3)).astype(np.float32) * 0.1, requires_grad=True)
+    peaks = {}
+    for numba in (False, True):
+        # one thread: the same per-thread scratch buffers on both paths, however many ran
+        with accel.use_numba(numba), threadpoolctl.threadpool_limits(1, user_api="blas"):
+            conv2d(x, w, stride=2, padding=1)  # compile and warm up outside the trace
+            w.grad = None
+            tracemalloc.start()
+            try:
+                y = conv2d(x, w, stride=2, padding=1)
+                forward = tracemalloc.get_traced_memory()[1]
+                tracemalloc.reset_peak()
+                y.backward(np.ones_like(y.data))
+                peaks[numba] = (forward, tracemalloc.get_traced_memory()[1])
+            finally:
+                tracemalloc.stop()
+    padded = 64 * 30 * 30 * 16 * 4  # the padded channels-last copy: 3.5 MiB
+    for without, with_kernel in zip(peaks[False], peaks[True]):
+        assert without - with_kernel > 0.9 * padded
 
 
 # ---------------------------------------------------------------------------- ReLU
