@@ -12,7 +12,7 @@ from gradcraft.nn.conv import Conv2d
 from gradcraft.nn.dropout import StochasticDepth
 from gradcraft.nn.module import Module
 from gradcraft.nn.normalization import BatchNorm2d
-from gradcraft.ops.activation import relu
+from gradcraft.ops.activation import add_relu
 
 __all__ = ["BasicBlock"]
 
@@ -96,7 +96,7 @@ class BasicBlock(Module):
         if self.drop_path is not None:
             out = self.drop_path(out)
         identity = x if self.downsample is None else self.downsample(x)
-        return relu(out + identity)
+        return add_relu(out, identity)
 
     def extra_repr(self) -> str:
         extra = f"{self.in_channels}, {self.out_channels}, stride={self.stride}"

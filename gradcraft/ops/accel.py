@@ -117,19 +117,20 @@ def flat_views(*arrays: Any) -> list[Any] | None:
     return [a.transpose(order).reshape(-1) for a in arrays]
 
 
-def map_bits(kernel: Any, a: Any, b: Any, bits: Any) -> None:
-    """``kernel(a_block, b_block, bits_block)`` over blocks of two equal-length 1-D arrays and
-    the bit array that packs one bit per element of them (8 per byte), on the worker threads;
-    blocks start at multiples of 8 elements so that no byte of ``bits`` is shared."""
+def map_bits(kernel: Any, *arrays: Any) -> None:
+    """``kernel(*blocks, bits_block)`` over blocks of equal-length 1-D arrays and the bit array
+    (the last argument) that packs one bit per element of them (8 per byte), on the worker
+    threads; blocks start at multiples of 8 elements so that no byte of ``bits`` is shared."""
     import numpy as np
 
     from gradcraft.ops.conv import parallel_for, sample_chunks
 
-    chunks = sample_chunks(np, bits.shape[0], 8 * a.itemsize)
+    *flat, bits = arrays
+    chunks = sample_chunks(np, bits.shape[0], 8 * flat[0].itemsize)
 
     def body(i: int, _scratch: dict) -> None:
         lo, hi = chunks[i]
-        kernel(a[8 * lo : 8 * hi], b[8 * lo : 8 * hi], bits[lo:hi])
+        kernel(*[a[8 * lo : 8 * hi] for a in flat], bits[lo:hi])
 
     parallel_for(np, len(chunks), body)
 

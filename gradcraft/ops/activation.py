@@ -20,6 +20,7 @@ from gradcraft.backend import get_array_module
 from gradcraft.ops import accel
 
 __all__ = [
+    "add_relu",
     "elu",
     "erf_array",
     "gelu",
@@ -179,6 +180,49 @@ class ReLU(Function):
         flat = get_array_module(bits).unpackbits(bits, count=math.prod(shape), bitorder="little")
         moved = flat.view(bool).reshape([shape[axis] for axis in self.order])
         return moved.transpose([self.order.index(axis) for axis in range(len(shape))])
+
+
+class AddReLU(ReLU):
+    """y = max(0, a + b) for a and b of one shape: a residual block's sum with its shortcut
+    and the ReLU after it, as one op;  da = db = g · [a + b > 0].
+
+    The sum is never stored: with the compiled kernels one pass reads a and b and writes y
+    and the packed mask, where ``relu(a + b)`` writes the sum and reads it back, and keeps it
+    alive until the ReLU is done. Backward is :class:`ReLU`'s, its result passed to both
+    inputs (as :class:`~gradcraft.ops.elementwise.Add` passes its gradient).
+    """
+
+    def forward(self, a: Any, b: Any) -> Any:  # type: ignore[override]
+        if a.shape != b.shape:
+            raise ValueError(
+                f"Expected a and b of the same shape. Received: {tuple(a.shape)} and {tuple(b.shape)}"
+            )
+        xp = get_array_module(a, b)
+        if not any(self.needs_input_grad):
+            total = a + b
+            return xp.maximum(total, 0, out=total)
+        fast = (
+            accel.kernels("activation", a, b)
+            if a.size >= _FLAT_KERNEL_MIN and a.dtype == b.dtype
+            else None
+        )
+        if fast is not None:
+            y = xp.empty_like(a)
+            flat = accel.flat_views(a, b, y)
+            if flat is not None:
+                bits = xp.empty((a.size + 7) // 8, dtype=xp.uint8)
+                accel.map_bits(fast.add_relu_forward_bits, *flat, bits)
+                self.layout = accel.layout(a)
+                self.order = accel.flat_order(a)
+                self.save_for_backward(bits)
+                return y
+        total = a + b
+        self.save_for_backward(total > 0)
+        return xp.maximum(total, 0, out=total)
+
+    def backward(self, g: Any) -> tuple[Any, Any]:  # type: ignore[override]
+        grad = super().backward(g)
+        return grad, grad
 
 
 class Sigmoid(Function):
@@ -420,6 +464,12 @@ def softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
 
 def relu(x: Tensor) -> Tensor:
     return ReLU.apply(x)
+
+
+def add_relu(a: Tensor, b: Tensor) -> Tensor:
+    """``relu(a + b)`` in one pass, for a and b of the same shape (a residual block's output);
+    see :class:`AddReLU`."""
+    return AddReLU.apply(a, b)
 
 
 def sigmoid(x: Tensor) -> Tensor:

@@ -15,7 +15,7 @@ import pytest
 
 import gradcraft as gc
 from gradcraft.autograd import gradcheck
-from gradcraft.ops import accel
+from gradcraft.ops import accel, activation
 from gradcraft.ops import conv as conv_mod
 from gradcraft.ops.conv import conv2d
 from gradcraft.ops.normalization import batch_norm
@@ -373,6 +373,50 @@ def test_relu_mask_is_unpacked_when_the_gradient_has_another_memory_order(used):
     assert used == {"activation"}
     with accel.use_numba(True):
         assert gradcheck(lambda t: t.relu().reshape(3, -1), [x + 0.01 * np.sign(x)])
+
+
+@pytest.mark.parametrize("shape", [(8, 16, 12, 12), (3, 7, 29, 31), (5, 7, 61, 67)])
+def test_add_relu_kernel_matches_numpy_path(shape, used):
+    rng = np.random.default_rng(16)
+    a = channels_last(rng.standard_normal(shape).astype(np.float32))
+    b = channels_last(rng.standard_normal(shape).astype(np.float32))
+    b[0, 0, 0, :4] = -a[0, 0, 0, :4]  # sums of exactly 0: no gradient, as relu(a + b)
+    b[0, 1, 0, 0] = np.nan
+    results = run_both(activation.add_relu, [a, b])
+    assert_same(results, rtol=0, atol=0)
+    (y, (da, db)), _ = results
+    assert np.isnan(y[0, 1, 0, 0]) and db is not None
+    np.testing.assert_array_equal(da, db)
+    assert used == {"activation"}
+
+
+def test_add_relu_takes_the_numpy_path_for_inputs_of_different_memory_orders(used):
+    rng = np.random.default_rng(17)
+    a = channels_last(rng.standard_normal((4, 8, 16, 16)).astype(np.float32))
+    b = rng.standard_normal((4, 8, 16, 16)).astype(np.float32)  # C order
+    with accel.use_numba(True):
+        ta, tb = gc.tensor(a, requires_grad=True), gc.tensor(b, requires_grad=True)
+        y = activation.add_relu(ta, tb)
+        y.sum().backward()
+    np.testing.assert_array_equal(y.numpy(), np.maximum(a + b, 0))
+    np.testing.assert_array_equal(ta.grad, (a + b > 0).astype(np.float32))
+    np.testing.assert_array_equal(tb.grad, ta.grad)
+
+
+def test_add_relu_kernel_never_stores_the_sum():
+    rng = np.random.default_rng(18)
+    a = gc.tensor(channels_last(rng.standard_normal((16, 32, 28, 28)).astype(np.float32)), requires_grad=True)
+    b = gc.tensor(channels_last(rng.standard_normal((16, 32, 28, 28)).astype(np.float32)), requires_grad=True)
+    with accel.use_numba(True):
+        activation.add_relu(a, b)  # compile outside the trace
+        tracemalloc.start()
+        try:
+            y = activation.add_relu(a, b)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    # the output and its mask of one bit per element; relu(a + b) also holds the sum
+    assert peak < y.data.nbytes * (1 + 1 / 32) + 64 * 1024
 
 
 def test_float16_arrays_take_the_numpy_path(used):

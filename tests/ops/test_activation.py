@@ -88,3 +88,27 @@ def test_gelu_float32_stays_float32(rng):
     y = A.gelu(x)
     y.sum().backward()
     assert y.dtype == np.float32 and x.grad.dtype == np.float32
+
+
+@pytest.mark.parametrize("shape", [(4, 5), (2, 3, 4, 4)])
+def test_add_relu_matches_torch_relu_of_the_sum_and_passes_gradcheck(shape, rng):
+    a = rng.standard_normal(shape)
+    b = away_from(a + rng.standard_normal(shape), [0.0]) - a  # no sum a + b near the kink
+    compare_with_torch(A.add_relu, lambda x, y: tF.relu(x + y), [a, b])
+    assert gc.gradcheck(A.add_relu, [a, b])
+
+
+def test_add_relu_passes_the_same_gradient_to_both_inputs_and_none_when_not_needed(rng):
+    a = gc.tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    b = gc.tensor(rng.standard_normal((3, 4)))
+    y = A.add_relu(a, b)
+    y.sum().backward()
+    np.testing.assert_array_equal(a.grad, (a.numpy() + b.numpy() > 0).astype(float))
+    assert b.grad is None
+    with gc.no_grad():
+        np.testing.assert_array_equal(A.add_relu(a, b).numpy(), np.maximum(a.numpy() + b.numpy(), 0))
+
+
+def test_add_relu_refuses_inputs_of_different_shapes(rng):
+    with pytest.raises(ValueError, match=r"AddReLU: Expected a and b of the same shape. Received: \(2, 3\) and \(3,\)"):
+        A.add_relu(gc.tensor(np.ones((2, 3))), gc.tensor(np.ones(3)))

@@ -10,7 +10,7 @@ from typing import Any
 
 from gradcraft.ops.kernels import jit
 
-__all__ = ["relu_backward_bits", "relu_forward_bits"]
+__all__ = ["add_relu_forward_bits", "relu_backward_bits", "relu_forward_bits"]
 
 
 @jit
@@ -31,6 +31,29 @@ def relu_forward_bits(x: Any, y: Any, bits: Any) -> None:
         byte = 0
         for k in range(n - 8 * full):
             v = x[8 * full + k]
+            byte |= (v > 0) << k
+            y[8 * full + k] = 0 if v <= 0 else v
+        bits[full] = byte
+
+
+@jit
+def add_relu_forward_bits(a: Any, b: Any, y: Any, bits: Any) -> None:
+    """y = max(0, a + b) and bit k of bits[i] = [a[8i + k] + b[8i + k] > 0], in one pass (a
+    residual block's sum and ReLU: the sum is never stored)."""
+    n = a.shape[0]
+    full = n // 8
+    for i in range(full):
+        base = 8 * i
+        byte = 0
+        for k in range(8):
+            v = a[base + k] + b[base + k]
+            byte |= (v > 0) << k
+            y[base + k] = 0 if v <= 0 else v
+        bits[i] = byte
+    if full < bits.shape[0]:
+        byte = 0
+        for k in range(n - 8 * full):
+            v = a[8 * full + k] + b[8 * full + k]
             byte |= (v > 0) << k
             y[8 * full + k] = 0 if v <= 0 else v
         bits[full] = byte
