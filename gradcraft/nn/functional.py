@@ -13,6 +13,7 @@ from typing import Any
 from gradcraft.autograd.tensor import Tensor
 from gradcraft.backend import get_array_module
 from gradcraft.ops.activation import (
+    add_relu,
     elu,
     gelu,
     leaky_relu,
@@ -59,6 +60,7 @@ from gradcraft.ops.shape import flatten
 
 __all__ = [
     "adaptive_avg_pool2d",
+    "add_relu",
     "avg_pool2d",
     "conv2d",
     "fractional_max_pool2d",
