@@ -266,8 +266,10 @@ def main() -> None:
                 block(g_step), block(t_step), args.repeats, functools.partial(g_step, 0), functools.partial(t_step, 0)
             )
             g_ms, t_ms = 1000 * g_block / steps, 1000 * t_block / steps
-            g_ev, t_ev = interleaved(g_eval, t_eval, max(3, args.repeats // 2))
-            n_eval = batch * len(batches)
+            # one pass over the 4 batches takes 1-5 ms for the MLP: time `steps` passes per block,
+            # as many blocks as for training, or thread wake-ups decide the ratio
+            g_ev, t_ev = interleaved(block(lambda _, f=g_eval: f()), block(lambda _, f=t_eval: f()), args.repeats)
+            n_eval = batch * len(batches) * steps
             epoch = TRAIN_SIZE / batch / 1000
             if args.no_memory:
                 g_mem = t_mem = float("nan")

@@ -59,6 +59,12 @@ class RunError(RuntimeError):
     """A run that cannot start or continue (names the run directory or file)."""
 
 
+#: Seconds a failing process of a data-parallel run waits between printing its error and
+#: ending every process with ``MPI_Abort``: mpiexec forwards the processes' output on its own
+#: schedule, and an abort right after the print can kill them before their last lines arrive.
+ABORT_GRACE_SECONDS = 1.0
+
+
 # ============================================================================ data
 @dataclass
 class DataBundle:
@@ -782,6 +788,7 @@ class Experiment:
             interrupted = isinstance(err, KeyboardInterrupt)
             where = "" if self.is_main else f" on process {self.comm.rank} of {self.world_size}"
             print(f"error{where}: {'interrupted' if interrupted else err}", file=sys.stderr, flush=True)
+            time.sleep(ABORT_GRACE_SECONDS)
             self.comm.abort(130 if interrupted else 1)
             raise
 

@@ -16,6 +16,7 @@ pytest.importorskip("yaml")
 
 from gradcraft.config import load_recipe
 from gradcraft.distributed import DistributedSampler, local_batch_size
+from gradcraft.train import experiment as experiment_module
 from gradcraft.train.experiment import Experiment, RunError
 from tests.cli.helpers import RECIPE, tiny_recipe
 from tests.distributed.helpers import MirrorComm
@@ -160,3 +161,17 @@ def test_the_shipped_large_batch_recipe_is_fashion_mlp_scaled_by_goyals_rules() 
     resolved = large.to_dict()
     for section in ("model", "data", "loss", "epochs", "seed"):
         assert resolved[section] == small[section], section
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the overflow that makes the loss NaN
+def test_an_error_in_one_process_is_printed_then_given_time_to_reach_mpiexec_before_the_abort(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[tuple[float, str]] = []  # (seconds, what had been printed by then)
+    monkeypatch.setattr(experiment_module.time, "sleep", lambda s: waits.append((s, capsys.readouterr().err)))
+    with pytest.raises(RuntimeError, match="aborted with status 1"):  # MirrorComm.abort
+        _experiment(tmp_path, MirrorComm(rank=1, size=2), **{"optimizer.lr": 1e30}).train()
+    assert len(waits) == 1
+    seconds, printed = waits[0]
+    assert seconds == experiment_module.ABORT_GRACE_SECONDS > 0
+    assert printed.startswith("error on process 1 of 2: The loss became NaN at step ")
