@@ -146,19 +146,34 @@ class ReLU(Function):
         xp = get_array_module(x)
         if not self.needs_input_grad[0]:
             return xp.maximum(x, 0)
-        fast = accel.kernels("activation", x) if x.size >= _FLAT_KERNEL_MIN else None
-        if fast is not None:
-            y = xp.empty_like(x)
-            flat = accel.flat_views(x, y)
-            if flat is not None:
-                bits = xp.empty((x.size + 7) // 8, dtype=xp.uint8)
-                accel.map_bits(fast.relu_forward_bits, *flat, bits)
-                self.layout = accel.layout(x)
-                self.order = accel.flat_order(x)
-                self.save_for_backward(bits)
-                return y
+        y = self._compiled_forward("relu_forward_bits", x)
+        if y is not None:
+            return y
         self.save_for_backward(x > 0)
         return xp.maximum(x, 0)
+
+    def _compiled_forward(self, kernel: str, *inputs: Any) -> Any:
+        """The output of the kernel ``kernel(*inputs, y, bits)`` of
+        :mod:`gradcraft.ops.kernels.activation`, keeping its packed mask for backward; None
+        (nothing kept) when the kernels are off or the inputs are small, of different dtypes or
+        not dense in one shared memory layout."""
+        x = inputs[0]
+        if x.size < _FLAT_KERNEL_MIN or any(a.dtype != x.dtype for a in inputs):
+            return None
+        fast = accel.kernels("activation", *inputs)
+        if fast is None:
+            return None
+        xp = get_array_module(x)
+        y = xp.empty_like(x)
+        flat = accel.flat_views(*inputs, y)
+        if flat is None:
+            return None
+        bits = xp.empty((x.size + 7) // 8, dtype=xp.uint8)
+        accel.map_bits(getattr(fast, kernel), *flat, bits)
+        self.layout = accel.layout(x)
+        self.order = accel.flat_order(x)
+        self.save_for_backward(bits)
+        return y
 
     def backward(self, g: Any) -> Any:
         (mask,) = self.saved
@@ -201,21 +216,9 @@ class AddReLU(ReLU):
         if not any(self.needs_input_grad):
             total = a + b
             return xp.maximum(total, 0, out=total)
-        fast = (
-            accel.kernels("activation", a, b)
-            if a.size >= _FLAT_KERNEL_MIN and a.dtype == b.dtype
-            else None
-        )
-        if fast is not None:
-            y = xp.empty_like(a)
-            flat = accel.flat_views(a, b, y)
-            if flat is not None:
-                bits = xp.empty((a.size + 7) // 8, dtype=xp.uint8)
-                accel.map_bits(fast.add_relu_forward_bits, *flat, bits)
-                self.layout = accel.layout(a)
-                self.order = accel.flat_order(a)
-                self.save_for_backward(bits)
-                return y
+        y = self._compiled_forward("add_relu_forward_bits", a, b)
+        if y is not None:
+            return y
         total = a + b
         self.save_for_backward(total > 0)
         return xp.maximum(total, 0, out=total)
