@@ -55,14 +55,6 @@ def im2col(
                     j_hi = max(j_lo, min(wo, (w - 1 - offset) // sw + 1))
                     if ih < 0 or ih >= h:
                         j_lo = j_hi = wo
-                    if cg == 1 and groups == 1:  # one channel: no inner loop of length 1
-                        for j in range(j_lo):
-                            cols[0, r0 + j, k0] = 0
-                        for j in range(j_lo, j_hi):
-                            cols[0, r0 + j, k0] = x[n, ih, j * sw + offset, 0]
-                        for j in range(j_hi, wo):
-                            cols[0, r0 + j, k0] = 0
-                        continue
                     for g in range(groups):
                         for j in range(j_lo):
                             for c in range(cg):
