@@ -390,6 +390,22 @@ def test_add_relu_kernel_matches_numpy_path(shape, used):
     assert used == {"activation"}
 
 
+def test_relu_without_a_gradient_uses_the_kernel_only_where_it_runs_on_the_threads(monkeypatch, used):
+    monkeypatch.setattr(conv_mod, "PARALLEL_MIN_BYTES", 1 << 20)
+    rng = np.random.default_rng(19)
+    small = channels_last(rng.standard_normal((4, 8, 16, 16)).astype(np.float32))  # 32 KiB
+    large = channels_last(rng.standard_normal((16, 32, 32, 32)).astype(np.float32))  # 2 MiB
+    with accel.use_numba(True), gc.no_grad():
+        for x in (small, large):
+            np.testing.assert_array_equal(activation.relu(gc.tensor(x)).numpy(), np.maximum(x, 0))
+            assert used == (set() if x is small else {"activation"})
+            used.clear()
+            y = activation.add_relu(gc.tensor(x), gc.tensor(-0.5 * x))
+            np.testing.assert_array_equal(y.numpy(), np.maximum(x + -0.5 * x, 0))
+            assert y.grad_fn is None
+            assert used == (set() if x is small else {"activation"})
+
+
 def test_add_relu_takes_the_numpy_path_for_inputs_of_different_memory_orders(used):
     rng = np.random.default_rng(17)
     a = channels_last(rng.standard_normal((4, 8, 16, 16)).astype(np.float32))
