@@ -23,6 +23,7 @@ from gradcraft.autograd import (
     is_grad_enabled,
     no_grad,
     set_grad_enabled,
+    set_rebuild_enabled,
 )
 from gradcraft.autograd.creation import (
     arange,
@@ -85,6 +86,6 @@ __all__ = [
     "full", "full_like", "get_rng_state", "gradcheck", "is_grad_enabled", "linspace", "log",
     "log_softmax", "logsumexp", "manual_seed", "matmul", "maximum", "mean", "minimum",
     "no_grad", "ones", "ones_like", "ops", "rand", "randint", "randn", "randn_like", "relu",
-    "set_default_dtype", "set_grad_enabled", "set_rng_state", "sigmoid", "softmax", "sqrt",
-    "stack", "sum", "tanh", "tensor", "where", "zeros", "zeros_like",
+    "set_default_dtype", "set_grad_enabled", "set_rebuild_enabled", "set_rng_state", "sigmoid",
+    "softmax", "sqrt", "stack", "sum", "tanh", "tensor", "where", "zeros", "zeros_like",
 ]

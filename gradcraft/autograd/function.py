@@ -16,16 +16,52 @@ Inside ``forward`` a Function keeps what ``backward`` needs on ``self`` (``save_
 for arrays, plain attributes for shapes or flags). ``self.needs_input_grad[i]`` says whether
 input ``i`` needs a gradient, so ``backward`` may return ``None`` for the others and ``forward``
 may skip saving what only they would need.
+
+**Rebuilt inputs.** Some outputs are cheap to compute again, bit for bit, from arrays their
+Function keeps anyway: batch norm's output from the input it keeps for its own backward, and a
+ReLU's output from such a batch-norm output. Such a Function sets ``self.output_rebuild`` in
+``forward`` to a callable that returns a fresh copy of its output (holding arrays, never the
+Function itself, so that no reference cycle delays freeing them), and ``apply`` attaches it to
+the output tensor. When a later Function saves that tensor's array for backward (a
+convolution keeps its input), ``apply`` keeps the rebuild instead, and the backward pass
+calls it just before that Function's ``backward``. The array itself is then freed once the
+forward pass moves on: the activations between batch norm, ReLU and the next convolution cost
+memory once (batch norm's input) rather than twice, for one extra element-wise pass in
+backward. ``forward`` sees the inputs' rebuilds in ``self.input_rebuilds`` (per input, a
+:class:`Rebuild` or None; None as a whole when no input has one), so element-wise ops can
+chain them.
+Replacing a tensor's ``data`` drops its rebuild; writing into the array in place is not
+supported (PyTorch raises for it). ``gradcraft.autograd.set_rebuild_enabled(False)`` keeps
+the arrays instead.
 """
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 from gradcraft.autograd import grad_mode
 from gradcraft.autograd.tensor import Tensor
 
-__all__ = ["Function"]
+__all__ = ["Function", "Rebuild"]
+
+
+class Rebuild:
+    """How to compute a tensor's array again: ``make()`` returns an equal, fresh array.
+
+    ``source`` is a weak reference to the array it rebuilds, so a tensor whose ``data`` was
+    replaced is recognized (``applies_to``) and saved as it is.
+    """
+
+    __slots__ = ("make", "source")
+
+    def __init__(self, make: Callable[[], Any], array: Any) -> None:
+        self.make = make
+        self.source = weakref.ref(array)
+
+    def applies_to(self, tensor: Tensor) -> bool:
+        return self.source() is tensor.data
 
 
 class Function:
@@ -48,6 +84,12 @@ class Function:
     released = False
     #: a weak reference to the output tensor, set by ``Tensor.retain_grad()``
     retained: Any = None
+    #: set in ``forward`` by ops whose output can be rebuilt from what they keep (module docs)
+    output_rebuild: Callable[[], Any] | None = None
+    #: set by ``apply`` before ``forward`` when an input's array can be rebuilt (module docs)
+    input_rebuilds: tuple[Rebuild | None, ...] | None = None
+    #: True once ``saved`` holds :class:`Rebuild` entries in place of input arrays
+    saved_rebuilds = False
 
     def save_for_backward(self, *arrays: Any) -> None:
         """Keep arrays needed by ``backward`` (released after the backward pass)."""
@@ -65,15 +107,22 @@ class Function:
         fn = cls()
         arrays = []
         needs = []
+        rebuildable = False
         for x in inputs:
             if isinstance(x, Tensor):
                 arrays.append(x.data)
                 needs.append(x.requires_grad)
+                if x._rebuild is not None:
+                    rebuildable = True
             else:
                 arrays.append(x)
                 needs.append(False)
         record = grad_mode._state.enabled and any(needs)
         fn.needs_input_grad = tuple(needs)
+        if rebuildable:
+            rebuildable = record and grad_mode._state.rebuild
+            if rebuildable:
+                fn.input_rebuilds = tuple(_rebuild_of(x) for x in inputs)
         try:
             data = fn.forward(*arrays, **params)
         except ValueError as err:
@@ -84,12 +133,43 @@ class Function:
             fn.parents = tuple(_edge(x) for x in inputs)
             fn.output_shape = data.shape
             out._ctx = fn
+            if fn.output_rebuild is not None:
+                out._rebuild = Rebuild(fn.output_rebuild, data)
+            if rebuildable:
+                fn._keep_rebuilds(arrays)
         return out
+
+    def _keep_rebuilds(self, arrays: list[Any]) -> None:
+        """Replace each saved input array that can be rebuilt by its :class:`Rebuild`."""
+        saved = self.__dict__.get("saved")
+        if not saved:
+            return
+        by_array = {id(a): r for a, r in zip(arrays, self.input_rebuilds) if r is not None}
+        kept = tuple(by_array.get(id(a), a) if a is not None else None for a in saved)
+        if any(isinstance(a, Rebuild) for a in kept):
+            self.saved = kept
+            self.saved_rebuilds = True
+
+    def rebuild_saved(self) -> tuple[Any, ...]:
+        """``saved`` with every :class:`Rebuild` replaced by its array (each made once);
+        the backward pass sets this as ``saved`` just before calling ``backward``."""
+        made: dict[int, Any] = {}
+        for a in self.saved:
+            if isinstance(a, Rebuild) and id(a) not in made:
+                made[id(a)] = a.make()
+        return tuple(made[id(a)] if isinstance(a, Rebuild) else a for a in self.saved)
 
     @property
     def name(self) -> str:
         """A short label for graph printing and error messages."""
         return type(self).__name__
+
+
+def _rebuild_of(x: Any) -> Rebuild | None:
+    """The input's :class:`Rebuild` when it still describes the input's array, else None."""
+    if not isinstance(x, Tensor) or x._rebuild is None or not x._rebuild.applies_to(x):
+        return None
+    return x._rebuild
 
 
 def _edge(x: Any) -> Any:

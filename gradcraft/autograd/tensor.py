@@ -33,7 +33,7 @@ class Tensor:
         dtype: optional dtype to convert to.
     """
 
-    __slots__ = ("__weakref__", "_ctx", "data", "grad", "name", "requires_grad")
+    __slots__ = ("__weakref__", "_ctx", "_rebuild", "data", "grad", "name", "requires_grad")
     __array_priority__ = 1000  # so ndarray <op> Tensor defers to Tensor's reflected op
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None) -> None:
@@ -42,6 +42,7 @@ class Tensor:
         self.data = backend.as_array(data, dtype)
         self.grad: Any = None
         self._ctx: Any = None
+        self._rebuild: Any = None
         self.name: str | None = None
         self.requires_grad = False
         if requires_grad:
@@ -53,6 +54,7 @@ class Tensor:
         t.data = data
         t.grad = None
         t._ctx = None
+        t._rebuild = None
         t.name = None
         t.requires_grad = requires_grad
         return t
@@ -273,7 +275,13 @@ def _run_backward(root: Tensor, grad: Any, retain_graph: bool, fresh: set[int]) 
             kept = fn.retained() if fn.retained is not None else None
             if kept is not None:
                 kept._accumulate(g, False)
-            input_grads = fn.backward(g)
+            if fn.saved_rebuilds:
+                kept = fn.saved
+                fn.saved = fn.rebuild_saved()
+                input_grads = fn.backward(g)
+                fn.saved = kept  # with retain_graph, rebuilt again by the next backward()
+            else:
+                input_grads = fn.backward(g)
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
             for parent, ig in zip(fn.parents, input_grads):

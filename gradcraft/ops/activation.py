@@ -12,9 +12,10 @@ float64 rounding, using only array-module operations (so it runs on NumPy and Cu
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
-from gradcraft.autograd.function import Function
+from gradcraft.autograd.function import Function, Rebuild
 from gradcraft.autograd.tensor import Tensor
 from gradcraft.backend import get_array_module
 from gradcraft.ops import accel, conv
@@ -146,11 +147,21 @@ class ReLU(Function):
         if x.size >= _FLAT_KERNEL_MIN and self._kernel_pays(x):
             y = self._compiled_forward("relu_forward_bits", x)
             if y is not None:
+                if self.input_rebuilds is not None:
+                    self._chain_rebuild(compiled=True)
                 return y
         xp = get_array_module(x)
         if self.needs_input_grad[0]:
             self.save_for_backward(x > 0)
+        if self.input_rebuilds is not None:
+            self._chain_rebuild(compiled=False)
         return xp.maximum(x, 0)
+
+    def _chain_rebuild(self, compiled: bool) -> None:
+        """Let the output be rebuilt from the input's rebuild, by the path forward took."""
+        source = self.input_rebuilds[0]
+        if source is not None:
+            self.output_rebuild = partial(_relu_rebuilt, source, compiled)
 
     def _kernel_pays(self, x: Any) -> bool:
         """Whether the compiled kernel beats NumPy on ``x`` (of at least ``_FLAT_KERNEL_MIN``
@@ -204,6 +215,20 @@ class ReLU(Function):
         flat = get_array_module(bits).unpackbits(bits, count=math.prod(shape), bitorder="little")
         moved = flat.view(bool).reshape([shape[axis] for axis in self.order])
         return moved.transpose([self.order.index(axis) for axis in range(len(shape))])
+
+
+def _relu_rebuilt(source: Rebuild, compiled: bool) -> Any:
+    """ReLU's output again from its input's :class:`Rebuild`, through the same code as in
+    forward (the compiled kernel or NumPy's maximum), in place on the rebuilt input."""
+    x = source.make()
+    xp = get_array_module(x)
+    if compiled:
+        fast = accel.kernels("activation", x)
+        flat = accel.flat_views(x, x) if fast is not None else None
+        if flat is not None:
+            accel.map_bits(fast.relu_forward_bits, *flat, xp.empty((x.size + 7) // 8, dtype=xp.uint8))
+            return x
+    return xp.maximum(x, 0, out=x)
 
 
 class AddReLU(ReLU):

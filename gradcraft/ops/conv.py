@@ -997,7 +997,9 @@ class Conv2d(Function):
         # the padding is read as zeros by the tile transform
         src = channels_last_padded(x, ((0, 0), (0, 0)))
         out = winograd_conv(src, (pt, pl), winograd_weights(w), tiles, (ho, wo), b)
-        self.save_for_backward(src if need_w else None, w if need_x else None)
+        # x itself when src is a view of it, so that a rebuildable input is not kept
+        self.src_is_view = src.base is not None and src.base is (x if x.base is None else x.base)
+        self.save_for_backward((x if self.src_is_view else src) if need_w else None, w if need_x else None)
         return out.transpose(0, 3, 1, 2)
 
     def _winograd_backward(self, grad: Any) -> tuple[Any, Any, Any]:
@@ -1020,6 +1022,8 @@ class Conv2d(Function):
         if need_w or need_b:
             tiles = ((ho + 1) // 2, (wo + 1) // 2)
             if need_w:
+                if self.src_is_view:
+                    src = channels_last_padded(src, ((0, 0), (0, 0)))
                 du, db = winograd_filter_grad(src, (pt, pl), g, tiles)
                 dw = winograd_weight_grad(du, o, c)
             else:

@@ -21,6 +21,7 @@ keep x instead of x̂, recompute x̂ in backward, and accumulate their sums in f
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -78,6 +79,36 @@ def _update_running(
     if running_var is not None:
         running_var *= 1 - momentum
         running_var += (momentum * m / (m - 1)) * var
+
+
+def _copy(a: Any) -> Any:
+    return None if a is None else a.copy()
+
+
+def _scale_shift(xhat: Any, weight: Any, bias: Any, bshape: tuple[int, ...]) -> Any:
+    """y = γ x̂ + β (NumPy path), in a new array."""
+    y = xhat * weight.reshape(bshape) if weight is not None else xhat.copy()
+    if bias is not None:
+        y += bias.reshape(bshape)
+    return y
+
+
+def _affine(fast: Any, x: Any, scale: Any, shift: Any, bshape: tuple[int, ...]) -> Any:
+    """y = x·s + t with per-channel s and t (evaluation mode), in a new array."""
+    if fast is None:
+        y = x * scale.reshape(bshape)
+        y += shift.reshape(bshape)
+        return y
+    y = get_array_module(x).empty_like(x)
+    fast.map(fast.k.affine, _rows(x), scale, shift, _rows(y))
+    return y
+
+
+def _normalized(fast: Any, x: Any, mean: Any, scale: Any, shift: Any) -> Any:
+    """y = (x − μ)·s + t with the compiled kernels (training mode), in a new array."""
+    y = get_array_module(x).empty_like(x)
+    fast.map(fast.k.normalize, _rows(x), mean, scale, shift, _rows(y))
+    return y
 
 
 def _rows(x: Any) -> Any:
@@ -170,10 +201,9 @@ class BatchNorm(Function):
             inv_std = 1.0 / xp.sqrt(var + eps)
             xhat *= inv_std.reshape(bshape)
             _update_running(running_mean, running_var, mean, var, momentum, m)
-            y = xhat * weight.reshape(bshape) if weight is not None else xhat.copy()
-            if bias is not None:
-                y += bias.reshape(bshape)
+            y = _scale_shift(xhat, weight, bias, bshape)
             self.save_for_backward(xhat, inv_std, weight)
+            self.output_rebuild = partial(_scale_shift, xhat, _copy(weight), _copy(bias), bshape)
             return y
         if running_mean is None or running_var is None:
             raise ValueError("Expected running_mean and running_var for batch norm in evaluation mode")
@@ -183,13 +213,11 @@ class BatchNorm(Function):
         if bias is not None:
             shift = shift + bias
         if self.fast is not None:
-            y = xp.empty_like(x)
-            self.fast.map(self.fast.k.affine, x2, scale.astype(x.dtype), shift.astype(x.dtype), _rows(y))
-        else:
-            y = x * scale.reshape(bshape)
-            y += shift.reshape(bshape)
+            scale, shift = scale.astype(x.dtype), shift.astype(x.dtype)
+        rebuild = partial(_affine, self.fast, x, scale, shift, bshape)
         self.save_for_backward(x, running_mean.copy(), inv_std, scale)
-        return y
+        self.output_rebuild = rebuild
+        return rebuild()
 
     def _compiled_forward(
         self,
@@ -215,10 +243,10 @@ class BatchNorm(Function):
         _update_running(running_mean, running_var, mean, var, momentum, m)
         scale = inv_std if weight is None else (weight * inv_std).astype(x.dtype)
         shift = xp.zeros_like(mean) if bias is None else bias.astype(x.dtype)
-        y = xp.empty_like(x)
-        fast.map(fast.k.normalize, x2, mean, scale, shift, _rows(y))
+        rebuild = partial(_normalized, fast, x, mean, scale, shift)
         self.save_for_backward(x, mean, inv_std, weight)
-        return y
+        self.output_rebuild = rebuild
+        return rebuild()
 
     def backward(self, g: Any) -> tuple[Any, Any, Any]:
         xp = get_array_module(g)
