@@ -9,8 +9,14 @@ import pytest
 
 import gradcraft as gc_
 from gradcraft import nn, optim
-from gradcraft.autograd import gradcheck, is_rebuild_enabled, set_rebuild_enabled
+from gradcraft.autograd import function, gradcheck, is_rebuild_enabled, set_rebuild_enabled
 from gradcraft.nn import functional as F
+
+
+@pytest.fixture(autouse=True)
+def rebuild_small_arrays(monkeypatch):
+    """These tests use arrays below the size where rebuilding starts; rebuild them all."""
+    monkeypatch.setattr(function, "REBUILD_MIN_BYTES", 0)
 
 
 def _conv_bn_relu_conv(layout: str, dtype=np.float32, training: bool = True):
@@ -82,6 +88,19 @@ def test_the_relu_output_between_batch_norm_and_a_convolution_is_freed_after_for
         y.sum().backward()
     assert kept() is None
     assert p["w2"].grad is not None
+
+
+def test_arrays_below_the_threshold_are_kept(monkeypatch):
+    x, p, stats, _ = _conv_bn_relu_conv("channels_last")
+    a = F.relu(F.batch_norm(x, *stats, p["gamma"], p["beta"], training=True))
+    monkeypatch.setattr(function, "REBUILD_MIN_BYTES", a.data.nbytes + 1)
+    kept = weakref.ref(a.data)
+    y = F.conv2d(a, p["w2"], padding=1)
+    del a
+    assert kept() is not None
+    monkeypatch.setattr(function, "REBUILD_MIN_BYTES", y.data.nbytes)
+    z = F.conv2d(F.relu(F.batch_norm(y, None, None, training=True)), p["w2"][:, :8], padding=1)
+    assert isinstance(z._ctx.saved[0], function.Rebuild)
 
 
 def test_nothing_but_the_graph_keeps_batch_norms_input_alive():
