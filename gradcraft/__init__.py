@@ -11,7 +11,8 @@ import os as _os
 # norm): a CNN step ran ~30 % slower for it. 2^20 cycles (~0.4 ms) still bridges the gaps
 # between the GEMMs of one layer (much shorter timeouts make every call wake sleeping threads,
 # which costs milliseconds on a virtual machine). OpenBLAS reads this once, when NumPy loads
-# it, so it applies when gradcraft is imported first; an explicit setting wins.
+# it; when NumPy was imported first, gradcraft.ops.accel.shorten_blas_spin applies it before
+# gradcraft's worker threads first run. An explicit setting wins.
 _os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
 
 from gradcraft import ops

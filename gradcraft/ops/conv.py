@@ -305,6 +305,7 @@ def _blas_controllers(xp: Any) -> list[Any]:
             libs = threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers
             own = [lib for lib in libs if "numpy" in str(lib.filepath)]
             _Threads.blas = own or list(libs)
+            accel.shorten_blas_spin(_Threads.blas)
     return _Threads.blas
 
 
