@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import os
 
-# gradcraft's default, which it sets itself only when imported before NumPy (see gradcraft/__init__.py)
+# gradcraft's default (gradcraft/__init__.py): set before NumPy loads OpenBLAS, it is in force
+# from the start rather than from gradcraft's first worker threads
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "20")
 
 import argparse
