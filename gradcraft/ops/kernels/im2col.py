@@ -1,9 +1,15 @@
-"""im2col from the unpadded input: the columns of one block of output rows, with the taps that
-fall into the padding written as zeros (see :func:`gradcraft.ops.conv.im2col_block`).
+"""im2col from the unpadded input, and its adjoint col2im.
 
-The NumPy path first copies the whole input into a zero-padded buffer and then reads the
-windows of that buffer; this kernel reads the input itself, so a convolution keeps no padded
-copy of its input (the size of the input, per call, forward and backward).
+:func:`im2col` writes the columns of one block of output rows, with the taps that fall into
+the padding written as zeros (see :func:`gradcraft.ops.conv.im2col_block`). The NumPy path
+first copies the whole input into a zero-padded buffer and then reads the windows of that
+buffer; this kernel reads the input itself, so a convolution keeps no padded copy of its input
+(the size of the input, per call, forward and backward).
+
+:func:`col2im` adds the column gradients of a block back onto the input gradient, tap by tap
+in the order of :func:`gradcraft.ops.conv.col2im_block` (so each element receives the same
+sums in the same order, to the last bit), in one compiled pass per tap instead of a NumPy add
+over a seven-axis strided view.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from typing import Any
 
 from gradcraft.ops.kernels import jit
 
-__all__ = ["im2col"]
+__all__ = ["col2im", "im2col"]
 
 
 @jit
@@ -66,3 +72,49 @@ def im2col(
                         for j in range(j_hi, wo):
                             for c in range(cg):
                                 cols[g, r0 + j, k0 + c] = 0
+
+
+@jit
+def col2im(
+    dcols: Any,
+    n0: int,
+    n1: int,
+    h0: int,
+    h1: int,
+    wo: int,
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    dh: int,
+    dw: int,
+    pt: int,
+    pl: int,
+    dx: Any,
+) -> None:
+    """dx[n, i·s_h + p·d_h − p_t, j·s_w + q·d_w − p_l, g·C_g + c] += dcols[g, r, (p·kW + q)·C_g + c]
+    for the output rows r of the block (numbered as in :func:`im2col`), tap (p, q) after tap,
+    skipping positions in the padding: the adjoint of :func:`im2col`.
+
+    dcols: (G, rows, kH·kW·C_g); dx: (N, H, W, C) channels-last, accumulated in place.
+    """
+    h, w = dx.shape[1], dx.shape[2]
+    groups = dcols.shape[0]
+    cg = dx.shape[3] // groups
+    for p in range(kh):
+        for q in range(kw):
+            k0 = (p * kw + q) * cg
+            offset = q * dw - pl
+            j_lo = min(wo, max(0, -(offset // sw)))
+            j_hi = max(j_lo, min(wo, (w - 1 - offset) // sw + 1))
+            for n in range(n0, n1):
+                for i in range(h0, h1):
+                    ih = i * sh + p * dh - pt
+                    if ih < 0 or ih >= h:
+                        continue
+                    r0 = ((n - n0) * (h1 - h0) + i - h0) * wo
+                    for j in range(j_lo, j_hi):
+                        iw = j * sw + offset
+                        for g in range(groups):
+                            for c in range(cg):
+                                dx[n, ih, iw, g * cg + c] += dcols[g, r0 + j, k0 + c]
