@@ -276,10 +276,10 @@ def _run_backward(root: Tensor, grad: Any, retain_graph: bool, fresh: set[int]) 
             if kept is not None:
                 kept._accumulate(g, False)
             if fn.saved_rebuilds:
-                kept = fn.saved
+                handles = fn.saved
                 fn.saved = fn.rebuild_saved()
                 input_grads = fn.backward(g)
-                fn.saved = kept  # with retain_graph, rebuilt again by the next backward()
+                fn.saved = handles  # with retain_graph, rebuilt again by the next backward()
             else:
                 input_grads = fn.backward(g)
             if not isinstance(input_grads, tuple):
