@@ -81,10 +81,6 @@ def _update_running(
         running_var += (momentum * m / (m - 1)) * var
 
 
-def _copy(a: Any) -> Any:
-    return None if a is None else a.copy()
-
-
 def _scale_shift(xhat: Any, weight: Any, bias: Any, bshape: tuple[int, ...]) -> Any:
     """y = γ x̂ + β (NumPy path), in a new array."""
     y = xhat * weight.reshape(bshape) if weight is not None else xhat.copy()
@@ -203,7 +199,8 @@ class BatchNorm(Function):
             _update_running(running_mean, running_var, mean, var, momentum, m)
             y = _scale_shift(xhat, weight, bias, bshape)
             self.save_for_backward(xhat, inv_std, weight)
-            self.output_rebuild = partial(_scale_shift, xhat, _copy(weight), _copy(bias), bshape)
+            # γ and β as backward reads them: the live parameters, unchanged until the optimizer step
+            self.output_rebuild = partial(_scale_shift, xhat, weight, bias, bshape)
             return y
         if running_mean is None or running_var is None:
             raise ValueError("Expected running_mean and running_var for batch norm in evaluation mode")
