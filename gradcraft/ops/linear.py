@@ -4,10 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from gradcraft.autograd.function import Function
 from gradcraft.autograd.tensor import Tensor
 
 __all__ = ["linear"]
+
+#: Up to this many rows, and from :data:`WIDE_OUTPUT` output features, NumPy's OpenBLAS computes
+#: x Wᵀ faster as (W xᵀ)ᵀ, the same product with the roles of the operands swapped, plus a
+#: transposed copy of the small result: 0.52–0.83× the time at 8–32 rows for widths 128–1024
+#: out of 128–3136 in, 2 threads; from 48 rows on the two are within ±20 % either way.
+SMALL_BATCH_ROWS = 32
+#: See :data:`SMALL_BATCH_ROWS` (10 outputs: the swapped product is 1.2–1.4× slower).
+WIDE_OUTPUT = 128
 
 
 class Linear(Function):
@@ -34,7 +44,7 @@ class Linear(Function):
         self.x_shape = x.shape
         x2 = x.reshape(-1, x.shape[-1]) if x.ndim != 2 else x
         self.save_for_backward(x2, weight)
-        y = x2 @ weight.T
+        y = _times_weight_t(x2, weight)
         if bias is not None:
             y += bias
         return y.reshape(*x.shape[:-1], weight.shape[0]) if x.ndim != 2 else y
@@ -48,6 +58,18 @@ class Linear(Function):
         gw = g2.T @ x2 if need_w else None
         gb = g2.sum(axis=0) if need_b else None
         return gx, gw, gb
+
+
+def _times_weight_t(x2: Any, weight: Any) -> Any:
+    """x2 Wᵀ for x2 (rows, in) and W (out, in): a C-contiguous (rows, out) array."""
+    if (
+        x2.shape[0] <= SMALL_BATCH_ROWS
+        and weight.shape[0] >= WIDE_OUTPUT
+        and isinstance(x2, np.ndarray)
+        and isinstance(weight, np.ndarray)
+    ):
+        return np.ascontiguousarray((weight @ x2.T).T)
+    return x2 @ weight.T
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
