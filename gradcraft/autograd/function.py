@@ -14,7 +14,8 @@ feeds a ReLU costs no memory between the forward and the backward pass.
 
 Inside ``forward`` a Function keeps what ``backward`` needs on ``self`` (``save_for_backward``
 for arrays, plain attributes for shapes or flags). ``self.needs_input_grad[i]`` says whether
-input ``i`` needs a gradient, so ``backward`` may return ``None`` for the others and ``forward``
+input ``i`` needs a gradient (all False when the call is not recorded: under ``no_grad()`` or
+when no input requires grad), so ``backward`` may return ``None`` for the others and ``forward``
 may skip saving what only they would need.
 
 **Rebuilt inputs.** Some outputs are cheap to compute again, bit for bit, from arrays their
@@ -46,6 +47,11 @@ from gradcraft.autograd import grad_mode
 from gradcraft.autograd.tensor import Tensor
 
 __all__ = ["Function", "Rebuild"]
+
+_state = grad_mode._state
+_new_tensor = object.__new__
+#: ``needs_input_grad`` of an op that is not recorded, by its number of inputs
+_NO_GRADS = tuple((False,) * n for n in range(8))
 
 
 #: Smaller arrays are kept as they are: the memory a rebuild saves is small against the
@@ -110,40 +116,56 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs: Any, **params: Any) -> Tensor:
-        """Run the op on tensors (or constants) and record it in the graph when needed."""
+        """Run the op on tensors (or constants) and record it in the graph when needed.
+
+        Written for speed (every op of every step passes here): one loop over the inputs
+        collects their arrays and graph edges, and nothing else is built for an op that is not
+        recorded, whose ``needs_input_grad`` is then all False.
+        """
         fn = cls()
         arrays = []
-        needs = []
-        rebuildable = False
+        parents = []
+        record = rebuildable = False
         for x in inputs:
             if isinstance(x, Tensor):
                 arrays.append(x.data)
-                needs.append(x.requires_grad)
+                if x.requires_grad:
+                    record = True
+                    parents.append(x if x._ctx is None else x._ctx)
+                else:
+                    parents.append(None)
                 if x._rebuild is not None:
                     rebuildable = True
             else:
                 arrays.append(x)
-                needs.append(False)
-        record = grad_mode._state.enabled and any(needs)
-        fn.needs_input_grad = tuple(needs)
-        if rebuildable:
-            rebuildable = record and grad_mode._state.rebuild
+                parents.append(None)
+        if record and _state.enabled:
+            fn.needs_input_grad = tuple([p is not None for p in parents])
+            rebuildable = rebuildable and _state.rebuild
             if rebuildable:
-                fn.input_rebuilds = tuple(_rebuild_of(x) for x in inputs)
+                fn.input_rebuilds = tuple([_rebuild_of(x) for x in inputs])
+        else:
+            record = rebuildable = False
+            fn.needs_input_grad = _NO_GRADS[len(inputs)] if len(inputs) < 8 else (False,) * len(inputs)
         try:
-            data = fn.forward(*arrays, **params)
+            data = fn.forward(*arrays, **params) if params else fn.forward(*arrays)
         except ValueError as err:
             shapes = ", ".join(str(getattr(a, "shape", type(a).__name__)) for a in arrays)
             raise ValueError(f"{cls.__name__}: {err} (input shapes: {shapes})") from err
-        out = Tensor._from_op(data, record)
+        out = _new_tensor(Tensor)
+        out.data = data
+        out.grad = out._rebuild = out.name = None
+        out.requires_grad = record
         if record:
-            fn.parents = tuple(_edge(x) for x in inputs)
+            fn.parents = tuple(parents)
             fn.output_shape = data.shape
             out._ctx = fn
             if fn.output_rebuild is not None:
                 out._rebuild = Rebuild(fn.output_rebuild, data)
             if rebuildable:
                 fn._keep_rebuilds(arrays)
+        else:
+            out._ctx = None
         return out
 
     def _keep_rebuilds(self, arrays: list[Any]) -> None:
@@ -182,9 +204,3 @@ def _rebuild_of(x: Any) -> Rebuild | None:
         return None
     return x._rebuild
 
-
-def _edge(x: Any) -> Any:
-    """What the graph keeps of an input: its Function, itself if a leaf needing grad, or None."""
-    if not isinstance(x, Tensor) or not x.requires_grad:
-        return None
-    return x if x._ctx is None else x._ctx

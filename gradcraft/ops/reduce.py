@@ -7,6 +7,7 @@ the incoming gradient back over the reduced axes.
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterable
 from typing import Any
 
 from gradcraft.autograd.function import Function
@@ -17,15 +18,16 @@ from gradcraft.ops._util import normalize_axis
 __all__ = ["logsumexp", "max", "mean", "min", "std", "sum", "var"]
 
 
-def _expand_back(g: Any, axes: tuple[int, ...], keepdims: bool, shape: tuple[int, ...]) -> Any:
-    """Reinsert reduced axes into ``g`` and broadcast it to ``shape`` (a read-only view)."""
+def _expand_back(g: Any, axes: tuple[int, ...] | None, keepdims: bool, shape: tuple[int, ...]) -> Any:
+    """Reinsert reduced axes into ``g`` and broadcast it to ``shape`` (a read-only view);
+    ``axes`` None: all of them (``g`` is then broadcast as it is)."""
     xp = get_array_module(g)
     if not keepdims and axes:
         g = xp.expand_dims(g, axes)
     return xp.broadcast_to(g, shape)
 
 
-def _count(shape: tuple[int, ...], axes: tuple[int, ...]) -> int:
+def _count(shape: tuple[int, ...], axes: Iterable[int]) -> int:
     n = 1
     for a in axes:
         n *= shape[a]
@@ -36,7 +38,7 @@ class Sum(Function):
     """y = Σ_axes x;  dx = g broadcast over the reduced axes."""
 
     def forward(self, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-        self.axes = normalize_axis(axis, x.ndim)
+        self.axes = None if axis is None else normalize_axis(axis, x.ndim)  # None: all axes
         self.keepdims = keepdims
         self.shape = x.shape
         return x.sum(axis=self.axes, keepdims=keepdims)
@@ -49,13 +51,13 @@ class Mean(Function):
     """y = (1/n) Σ_axes x;  dx = g / n."""
 
     def forward(self, x: Any, axis: Any = None, keepdims: bool = False) -> Any:
-        self.axes = normalize_axis(axis, x.ndim)
+        self.axes = None if axis is None else normalize_axis(axis, x.ndim)  # None: all axes
         self.keepdims = keepdims
         self.shape = x.shape
         return x.mean(axis=self.axes, keepdims=keepdims)
 
     def backward(self, g: Any) -> Any:
-        n = _count(self.shape, self.axes)
+        n = _count(self.shape, range(len(self.shape)) if self.axes is None else self.axes)
         return _expand_back(g / n, self.axes, self.keepdims, self.shape)
 
 
@@ -138,10 +140,14 @@ class LogSumExp(Function):
 
 
 def sum(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:  # noqa: A001
+    if axis is None and not keepdims:  # the common call, without building keyword arguments
+        return Sum.apply(x)
     return Sum.apply(x, axis=axis, keepdims=keepdims)
 
 
 def mean(x: Tensor, axis: Any = None, keepdims: bool = False) -> Tensor:
+    if axis is None and not keepdims:
+        return Mean.apply(x)
     return Mean.apply(x, axis=axis, keepdims=keepdims)
 
 

@@ -45,3 +45,18 @@ def test_matmul_with_constant_operand_only_differentiates_the_tensor():
     x = np.ones((3, 4), dtype=np.float32)
     (gc.tensor(x) @ w).sum().backward()
     np.testing.assert_allclose(w.grad, np.full((4, 2), 3.0))
+
+
+@pytest.mark.parametrize(
+    ("shape_a", "shape_b", "message"),
+    [
+        ((), (3,), r"at least one dimension. Received shapes \(\) and \(3,\)"),
+        ((2, 3), (), r"at least one dimension"),
+        ((4,), (5,), r"inner dimensions 4 and 5 differ"),
+        ((2, 3, 4), (3, 4, 2), r"cannot broadcast the batch axes of \(2, 3, 4\) @ \(3, 4, 2\)"),
+    ],
+)
+def test_matmul_errors_say_what_is_wrong(shape_a, shape_b, message):
+    with pytest.raises(ValueError, match=message) as info:
+        gc.ones(*shape_a) @ gc.ones(*shape_b)
+    assert "MatMul" in str(info.value)
