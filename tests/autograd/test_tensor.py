@@ -176,3 +176,47 @@ def test_ndarray_on_the_left_defers_to_tensor():
     x = gc_.ones(2, requires_grad=True)
     y = np.ones(2, dtype=np.float32) * x
     assert isinstance(y, Tensor) and y.requires_grad
+
+
+_seen: list = []
+
+
+class _Probe(gc_.Function):
+    """Records in ``_seen`` what ``apply`` tells ``forward``."""
+
+    def forward(self, a, b, scale=1.0):
+        _seen.append((self.needs_input_grad, scale))
+        return (a + b) * scale
+
+    def backward(self, g):
+        return g, g
+
+
+@pytest.mark.parametrize(
+    ("grads", "enabled", "expected"),
+    [
+        ((True, False), True, (True, False)),
+        ((False, True), True, (False, True)),
+        ((False, False), True, (False, False)),
+        ((True, True), False, (False, False)),  # under no_grad nothing will get a gradient
+    ],
+)
+def test_forward_sees_which_inputs_need_a_gradient(grads, enabled, expected):
+    a = gc_.tensor(np.ones(3), requires_grad=grads[0])
+    b = gc_.tensor(np.ones(3), requires_grad=grads[1])
+    _seen.clear()
+    with gc_.set_grad_enabled(enabled):
+        out = _Probe.apply(a, b, scale=2.0)
+    assert _seen == [(expected, 2.0)]
+    assert out.requires_grad == any(expected)
+    assert (out.grad_fn is not None) == any(expected)
+    np.testing.assert_array_equal(out.numpy(), np.full(3, 4.0))
+
+
+def test_constant_inputs_have_no_graph_edge():
+    a = gc_.tensor(np.ones(3), requires_grad=True)
+    out = _Probe.apply(a, np.full(3, 2.0))
+    assert out.grad_fn.parents == (a, None)
+    assert out.grad_fn.needs_input_grad == (True, False)
+    out.sum().backward()
+    np.testing.assert_array_equal(a.grad, np.ones(3))
