@@ -8,6 +8,7 @@ import numpy as np
 
 from gradcraft.autograd.function import Function
 from gradcraft.autograd.tensor import Tensor
+from gradcraft.ops._util import sum_rows
 
 __all__ = ["linear"]
 
@@ -56,7 +57,7 @@ class Linear(Function):
         g2 = g.reshape(-1, g.shape[-1]) if g.ndim != 2 else g
         gx = (g2 @ weight).reshape(self.x_shape) if need_x else None
         gw = g2.T @ x2 if need_w else None
-        gb = g2.sum(axis=0) if need_b else None
+        gb = sum_rows(g2) if need_b else None
         return gx, gw, gb
 
 

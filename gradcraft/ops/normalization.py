@@ -30,6 +30,7 @@ from gradcraft.autograd.function import Function
 from gradcraft.autograd.tensor import Tensor
 from gradcraft.backend import get_array_module
 from gradcraft.ops import accel
+from gradcraft.ops._util import sum_rows
 from gradcraft.ops.conv import parallel_for, parallel_sum, sample_chunks
 
 __all__ = ["batch_norm", "layer_norm"]
@@ -347,7 +348,7 @@ class LayerNorm(Function):
         need_x, need_w, need_b = self.needs_input_grad
         g2 = g.reshape(-1, self.msize)
         gw = xp.einsum("ij,ij->j", g2, xhat).reshape(self.norm_shape) if need_w else None
-        gb = g2.sum(axis=0).reshape(self.norm_shape) if need_b else None
+        gb = sum_rows(g2).reshape(self.norm_shape) if need_b else None
         gx = None
         if need_x:
             gh = g2 * weight.reshape(1, self.msize) if weight is not None else g2.copy()

@@ -386,3 +386,22 @@ def test_conv2d_small_channel_counts_and_strides_use_im2col():
     assert conv2d(gc.randn(1, 8, 6, 6), w8, stride=2).grad_fn.mode == "im2col"
     w1 = gc.randn(4, 8, 1, 1, requires_grad=True)
     assert conv2d(gc.randn(1, 8, 6, 6), w1).grad_fn.mode == "pointwise"
+
+
+@pytest.mark.parametrize("numba", [True, False])
+def test_conv2d_reads_an_nchw_data_batch_in_place_with_the_same_bits(numba):
+    """The compiled im2col reads an NCHW input through a strided view instead of a channels-last
+    copy: the columns, hence output and filter gradient, are bit-identical to a channels-last input."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 3, 11, 11)).astype(np.float32)
+    w = rng.standard_normal((8, 3, 3, 3)).astype(np.float32)
+    g = rng.standard_normal((4, 8, 6, 6)).astype(np.float32)
+    results = []
+    with accel.use_numba(numba and accel.numba_available()):
+        for xa in (x, np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)):
+            wt, bt = gc.tensor(w, requires_grad=True), gc.tensor(np.ones(8, np.float32), requires_grad=True)
+            y = conv2d(gc.tensor(xa), wt, bt, stride=2, padding=1)
+            y.backward(g)
+            results.append((y.numpy(), wt.grad, bt.grad))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)

@@ -43,7 +43,8 @@ def im2col(
     or 0 where that position lies outside x, for the output rows r = ((n − n0)·(h1 − h0) +
     i − h0)·W_out + j of the block (samples [n0, n1), output rows [h0, h1)).
 
-    x: (N, H, W, C) channels-last; cols: (G, rows, kH·kW·C_g).
+    x: (N, H, W, C), of any strides (a channels-last array, or a view of an NCHW one);
+    cols: (G, rows, kH·kW·C_g).
     """
     h, w = x.shape[1], x.shape[2]
     groups = cols.shape[0]
