@@ -484,18 +484,17 @@ def im2col_reader(
     one block of output rows of the convolution of ``x`` (N, C, H, W) into a reused buffer of
     ``scratch`` and returns them (K_g ordered (kH, kW, C_g), as :func:`im2col_block`).
 
-    With the compiled kernels and more than one input channel, the columns are read from ``x``
-    itself, in whatever memory order it has, and the taps in the padding are written as zeros,
-    so no copy of ``x`` is ever made: neither a padded one nor, for a data batch in NCHW order,
-    a channels-last one (a 3-channel stem layer at batch 32–128: 0.83–0.90× the time of
-    copying first; NCHW inputs with 16–64 channels: 0.94–1.01×). Otherwise ``x`` is copied once into a
-    zero-padded channels-last buffer whose windows :func:`im2col_block` copies: with one
-    channel that copy is 1/(kH·kW) of the columns and the per-tap NumPy copies are faster
-    than the kernel's scattered stores.
+    With the compiled kernels the columns are read from ``x`` itself, in whatever memory order
+    it has (for one input channel tap by tap, :func:`gradcraft.ops.kernels.im2col.im2col_taps`,
+    into a transposed buffer that the GEMMs read as it is), and the taps in the padding are
+    written as zeros, so no copy of ``x`` is ever made: neither a padded one nor, for a data
+    batch in NCHW order, a channels-last one (a 3-channel stem layer at batch 32–128: 0.83–0.90× the time of
+    copying first; NCHW inputs with 16–64 channels: 0.94–1.01×). Otherwise ``x`` is copied
+    once into a zero-padded channels-last buffer whose windows :func:`im2col_block` copies.
     """
     xp = get_array_module(x)
     c = x.shape[1]
-    fast = accel.kernels("im2col", x) if c > 1 else None
+    fast = accel.kernels("im2col", x)
     if fast is None:
         win = _windows(channels_last_padded(x, pads), out_hw, kernel, stride, dilation)
 
@@ -507,14 +506,23 @@ def im2col_reader(
     wo = out_hw[1]
     kg = kernel[0] * kernel[1] * (c // groups)
 
+    geometry = (*kernel, *stride, *dilation, pads[0][0], pads[1][0])
+
     def read_input(block: Block, scratch: dict) -> Any:
         n0, n1, h0, h1 = block
         rows = (n1 - n0) * (h1 - h0) * wo
         cols = _scratch_array(xp, scratch, "cols", (groups, rows, kg), x.dtype)
-        fast.im2col(src, n0, n1, h0, h1, wo, *kernel, *stride, *dilation, pads[0][0], pads[1][0], cols)
+        fast.im2col(src, n0, n1, h0, h1, wo, *geometry, cols)
         return cols
 
-    return read_input
+    def read_input_by_tap(block: Block, scratch: dict) -> Any:
+        n0, n1, h0, h1 = block
+        rows = (n1 - n0) * (h1 - h0) * wo
+        cols_t = _scratch_array(xp, scratch, "cols", (groups, kg, rows), x.dtype)
+        fast.im2col_taps(src, n0, n1, h0, h1, wo, *geometry, cols_t)
+        return cols_t.transpose(0, 2, 1)  # BLAS reads the transposed view as it is
+
+    return read_input_by_tap if c == 1 else read_input
 
 
 def col2im_block(

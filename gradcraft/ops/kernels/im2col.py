@@ -18,7 +18,7 @@ from typing import Any
 
 from gradcraft.ops.kernels import jit
 
-__all__ = ["col2im", "im2col"]
+__all__ = ["col2im", "im2col", "im2col_taps"]
 
 
 @jit
@@ -73,6 +73,61 @@ def im2col(
                         for j in range(j_hi, wo):
                             for c in range(cg):
                                 cols[g, r0 + j, k0 + c] = 0
+
+
+@jit
+def im2col_taps(
+    x: Any,
+    n0: int,
+    n1: int,
+    h0: int,
+    h1: int,
+    wo: int,
+    kh: int,
+    kw: int,
+    sh: int,
+    sw: int,
+    dh: int,
+    dw: int,
+    pt: int,
+    pl: int,
+    cols_t: Any,
+) -> None:
+    """The columns of :func:`im2col` transposed, tap-major: cols_t[g, k, r] = cols[g, r, k].
+
+    Each tap's row of cols_t is a run of contiguous writes, read from an input row. For a
+    single input channel this is 3× faster than :func:`im2col`, whose per-row runs are then one
+    element long (a 3×3 stem layer's columns of 8 samples of 32×32: 65 against 198 µs). The
+    GEMMs read cols_t as the transposed matrix it is, which BLAS rounds differently from
+    :func:`im2col`'s columns (the results agree to float rounding, not bit for bit).
+
+    x: (N, H, W, C), of any strides; cols_t: (G, kH·kW·C_g, rows).
+    """
+    h, w = x.shape[1], x.shape[2]
+    groups = cols_t.shape[0]
+    cg = x.shape[3] // groups
+    for g in range(groups):
+        for p in range(kh):
+            for q in range(kw):
+                offset = q * dw - pl
+                j_lo = min(wo, max(0, -(offset // sw)))
+                j_hi = max(j_lo, min(wo, (w - 1 - offset) // sw + 1))
+                for c in range(cg):
+                    row = cols_t[g, (p * kw + q) * cg + c]
+                    for n in range(n0, n1):
+                        for i in range(h0, h1):
+                            r0 = ((n - n0) * (h1 - h0) + i - h0) * wo
+                            ih = i * sh + p * dh - pt
+                            if ih < 0 or ih >= h:
+                                for j in range(wo):
+                                    row[r0 + j] = 0
+                                continue
+                            for j in range(j_lo):
+                                row[r0 + j] = 0
+                            for j in range(j_lo, j_hi):
+                                row[r0 + j] = x[n, ih, j * sw + offset, g * cg + c]
+                            for j in range(j_hi, wo):
+                                row[r0 + j] = 0
 
 
 @jit
