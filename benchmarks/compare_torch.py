@@ -10,9 +10,12 @@ measured in a fresh subprocess per framework, since both share this one.
     python benchmarks/compare_torch.py --models mlp --batch-sizes 128 --repeats 7
     python benchmarks/compare_torch.py --threads 1
 
-Columns: ms per training step (forward + backward + optimizer step), the epoch time that
-implies for 60,000 images, evaluation throughput (images/s, no_grad forward), peak RSS (MiB),
-and the gradcraft / PyTorch ratio of each (lower is better for time and memory).
+Columns: ms per training step (forward + backward + optimizer step) with the ratio of the
+medians and the interquartile range of the per-round ratios (each round times the two
+frameworks back to back, so that range shows how much one run's ratio can be trusted), the
+epoch time that implies for 60,000 images, evaluation throughput (images/s, no_grad forward),
+peak RSS (MiB), and the gradcraft / PyTorch ratio of each (lower is better for time and
+memory; for throughput, higher is better).
 """
 
 from __future__ import annotations
@@ -175,14 +178,14 @@ def timed(fn: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def interleaved(
+def interleaved_rounds(
     ours: Callable[[], None],
     theirs: Callable[[], None],
     repeats: int,
     warm_ours: Callable[[], None] | None = None,
     warm_theirs: Callable[[], None] | None = None,
-) -> tuple[float, float]:
-    """Median seconds of each, alternating which one goes first.
+) -> tuple[list[float], list[float]]:
+    """Seconds of each timed block of each framework, by round, alternating which goes first.
 
     Before each timed block the other framework's idle worker threads (OpenMP in PyTorch,
     OpenBLAS in NumPy) are given :data:`SETTLE_SECONDS` to stop spinning, then an untimed
@@ -200,7 +203,33 @@ def interleaved(
             time.sleep(SETTLE_SECONDS)
             warm()
             times[which].append(timed(fn))
-    return statistics.median(times[0]), statistics.median(times[1])
+    return times
+
+
+def interleaved(
+    ours: Callable[[], None],
+    theirs: Callable[[], None],
+    repeats: int,
+    warm_ours: Callable[[], None] | None = None,
+    warm_theirs: Callable[[], None] | None = None,
+) -> tuple[float, float]:
+    """Median seconds of each framework's blocks (:func:`interleaved_rounds`)."""
+    mine, other = interleaved_rounds(ours, theirs, repeats, warm_ours, warm_theirs)
+    return statistics.median(mine), statistics.median(other)
+
+
+def ratio_spread(ours: list[float], theirs: list[float]) -> str:
+    """The interquartile range of the per-round ratios ours/theirs, as "q1–q3".
+
+    The two blocks of a round run back to back, so a slow phase of the machine slows both and
+    cancels in their ratio; the spread of these ratios is how far one run's ratio can be
+    trusted (the table's ratio column is the ratio of the medians).
+    """
+    ratios = sorted(a / b for a, b in zip(ours, theirs))
+    if len(ratios) < 2:
+        return f"{ratios[0]:.2f}" if ratios else "-"
+    q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    return f"{q1:.2f}–{q3:.2f}"
 
 
 def peak_rss_mib(framework: str, model: str, batch: int, steps: int, threads: int) -> float:
@@ -256,10 +285,11 @@ def main() -> None:
 
     print(f"# {platform.processor() or platform.machine()}, {args.threads} threads, "
           f"torch {torch.__version__}, numpy {np.__version__}; {other_load()}")
-    header = ("| model | batch | step ms (gc) | step ms (torch) | ratio | epoch s (gc) | epoch s (torch) "
-              "| eval img/s (gc) | eval img/s (torch) | ratio | peak MiB (gc) | peak MiB (torch) | ratio |")
+    header = ("| model | batch | step ms (gc) | step ms (torch) | ratio | per-round ratios (IQR) | epoch s (gc) "
+              "| epoch s (torch) | eval img/s (gc) | eval img/s (torch) | ratio | peak MiB (gc) | peak MiB (torch) "
+              "| ratio |")
     print(header)
-    print("|" + "---|" * 13)
+    print("|" + "---|" * 14)
     for model in args.models.split(","):
         for batch in (int(b) for b in args.batch_sizes.split(",")):
             steps = max(2, args.steps if batch <= 128 else args.steps // 2)
@@ -272,10 +302,11 @@ def main() -> None:
             def block(step: Callable[[int], None], steps: int = steps) -> Callable[[], None]:
                 return lambda: [step(i) for i in range(steps)]
 
-            g_block, t_block = interleaved(
+            g_blocks, t_blocks = interleaved_rounds(
                 block(g_step), block(t_step), args.repeats, functools.partial(g_step, 0), functools.partial(t_step, 0)
             )
-            g_ms, t_ms = 1000 * g_block / steps, 1000 * t_block / steps
+            g_ms = 1000 * statistics.median(g_blocks) / steps
+            t_ms = 1000 * statistics.median(t_blocks) / steps
             # one pass over the 4 batches takes 1-5 ms for the MLP: time `steps` passes per block,
             # as many blocks as for training, or thread wake-ups decide the ratio
             g_ev, t_ev = interleaved(block(lambda _, f=g_eval: f()), block(lambda _, f=t_eval: f()), args.repeats)
@@ -287,7 +318,8 @@ def main() -> None:
                 g_mem = peak_rss_mib("gradcraft", model, batch, 3, args.threads)
                 t_mem = peak_rss_mib("torch", model, batch, 3, args.threads)
             print(
-                f"| {model} | {batch} | {g_ms:.2f} | {t_ms:.2f} | {g_ms / t_ms:.2f}x | {g_ms * epoch:.1f} "
+                f"| {model} | {batch} | {g_ms:.2f} | {t_ms:.2f} | {g_ms / t_ms:.2f}x "
+                f"| {ratio_spread(g_blocks, t_blocks)} | {g_ms * epoch:.1f} "
                 f"| {t_ms * epoch:.1f} | {n_eval / g_ev:,.0f} | {n_eval / t_ev:,.0f} | {t_ev / g_ev:.2f}x "
                 f"| {g_mem:.0f} | {t_mem:.0f} | {g_mem / t_mem:.2f}x |",
                 flush=True,

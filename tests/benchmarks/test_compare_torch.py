@@ -34,3 +34,14 @@ def test_each_timed_block_follows_a_pause_and_a_warm_up_of_the_same_framework(be
         pause, "warm ours", "ours", pause, "warm theirs", "theirs",
     ]
     assert ours >= 0 and theirs >= 0
+
+
+def test_rounds_keep_each_frameworks_times_in_order_and_the_spread_is_the_ratios_iqr(bench, monkeypatch):
+    monkeypatch.setattr(bench.time, "sleep", lambda seconds: None)
+    clock = iter(range(100))
+    monkeypatch.setattr(bench, "timed", lambda fn: next(clock))
+    ours, theirs = bench.interleaved_rounds(lambda: None, lambda: None, 4)
+    assert ours == [0, 3, 4, 7] and theirs == [1, 2, 5, 6]  # alternating which goes first
+    assert bench.ratio_spread([1.0, 2.0, 3.0, 4.0, 5.0], [1.0, 1.0, 1.0, 1.0, 1.0]) == "2.00–4.00"
+    assert bench.ratio_spread([0.8], [1.0]) == "0.80"
+    assert bench.ratio_spread([], []) == "-"
