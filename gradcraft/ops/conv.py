@@ -488,9 +488,10 @@ def im2col_reader(
     it has (for one input channel tap by tap, :func:`gradcraft.ops.kernels.im2col.im2col_taps`,
     into a transposed buffer that the GEMMs read as it is), and the taps in the padding are
     written as zeros, so no copy of ``x`` is ever made: neither a padded one nor, for a data
-    batch in NCHW order, a channels-last one (a 3-channel stem layer at batch 32–128: 0.83–0.90× the time of
-    copying first; NCHW inputs with 16–64 channels: 0.94–1.01×). Otherwise ``x`` is copied
-    once into a zero-padded channels-last buffer whose windows :func:`im2col_block` copies.
+    batch in NCHW order, a channels-last one (a 3-channel stem layer at batch 32–128:
+    0.83–0.90× the time of copying first; NCHW inputs with 16–64 channels: 0.94–1.01×).
+    Otherwise ``x`` is copied once into a zero-padded channels-last buffer whose windows
+    :func:`im2col_block` copies.
     """
     xp = get_array_module(x)
     c = x.shape[1]

@@ -22,19 +22,8 @@ class MatMul(Function):
         self.save_for_backward(a, b)
         try:
             return a @ b
-        except ValueError:  # checked only on failure: the product itself is the check
-            pass
-        if a.ndim == 0 or b.ndim == 0:
-            raise ValueError(
-                f"matmul needs operands with at least one dimension. Received shapes {a.shape} and {b.shape}"
-            )
-        k_a = a.shape[-1]
-        k_b = b.shape[-2] if b.ndim > 1 else b.shape[0]
-        if k_a != k_b:
-            raise ValueError(
-                f"matmul shape mismatch: {a.shape} @ {b.shape} (inner dimensions {k_a} and {k_b} differ)"
-            )
-        raise ValueError(f"matmul cannot broadcast the batch axes of {a.shape} @ {b.shape}")
+        except ValueError as err:  # the product itself is the shape check
+            raise ValueError(_mismatch(a, b)) from err
 
     def backward(self, g: Any) -> tuple[Any, Any]:
         a, b = self.saved
@@ -59,6 +48,17 @@ class MatMul(Function):
             gb = xp.matmul(xp.swapaxes(a2, -1, -2), g2)
             gb = unbroadcast(gb, b2.shape).reshape(b.shape)
         return ga, gb
+
+
+def _mismatch(a: Any, b: Any) -> str:
+    """Why ``a @ b`` is undefined, in words."""
+    if a.ndim == 0 or b.ndim == 0:
+        return f"matmul needs operands with at least one dimension. Received shapes {a.shape} and {b.shape}"
+    k_a = a.shape[-1]
+    k_b = b.shape[-2] if b.ndim > 1 else b.shape[0]
+    if k_a != k_b:
+        return f"matmul shape mismatch: {a.shape} @ {b.shape} (inner dimensions {k_a} and {k_b} differ)"
+    return f"matmul cannot broadcast the batch axes of {a.shape} @ {b.shape}"
 
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:
