@@ -22,6 +22,14 @@ __all__ = ["col2im", "im2col", "im2col_taps"]
 
 
 @jit
+def _inside_range(offset: int, stride: int, size: int, out: int) -> tuple[int, int]:
+    """The output indices [lo, hi) of a tap whose input index j·stride + offset lies in
+    [0, size), for j in [0, out)."""
+    lo = min(out, max(0, -(offset // stride)))
+    return lo, max(lo, min(out, (size - 1 - offset) // stride + 1))
+
+
+@jit
 def im2col(
     x: Any,
     n0: int,
@@ -56,10 +64,8 @@ def im2col(
                 ih = i * sh + p * dh - pt
                 for q in range(kw):
                     k0 = (p * kw + q) * cg
-                    # output columns [j_lo, j_hi) read inside x: 0 <= j·s_w + offset < W
                     offset = q * dw - pl
-                    j_lo = min(wo, max(0, -(offset // sw)))
-                    j_hi = max(j_lo, min(wo, (w - 1 - offset) // sw + 1))
+                    j_lo, j_hi = _inside_range(offset, sw, w, wo)
                     if ih < 0 or ih >= h:
                         j_lo = j_hi = wo
                     for g in range(groups):
@@ -110,8 +116,7 @@ def im2col_taps(
         for p in range(kh):
             for q in range(kw):
                 offset = q * dw - pl
-                j_lo = min(wo, max(0, -(offset // sw)))
-                j_hi = max(j_lo, min(wo, (w - 1 - offset) // sw + 1))
+                j_lo, j_hi = _inside_range(offset, sw, w, wo)
                 for c in range(cg):
                     row = cols_t[g, (p * kw + q) * cg + c]
                     for n in range(n0, n1):
@@ -161,8 +166,7 @@ def col2im(
         for q in range(kw):
             k0 = (p * kw + q) * cg
             offset = q * dw - pl
-            j_lo = min(wo, max(0, -(offset // sw)))
-            j_hi = max(j_lo, min(wo, (w - 1 - offset) // sw + 1))
+            j_lo, j_hi = _inside_range(offset, sw, w, wo)
             for n in range(n0, n1):
                 for i in range(h0, h1):
                     ih = i * sh + p * dh - pt
