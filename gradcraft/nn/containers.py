@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, overload
 
 from gradcraft.autograd.tensor import Tensor
+from gradcraft.nn.fusion import fused_call
 from gradcraft.nn.module import Module
 from gradcraft.ops.shape import flatten, reshape
 
@@ -40,6 +41,9 @@ class Sequential(Module):
     ``Sequential(OrderedDict(conv=…, relu=…))`` uses the given names. Supports ``len``,
     iteration, integer indexing, slicing (a new ``Sequential`` sharing the layers and keeping
     their names), ``append``, ``insert``, ``extend`` and ``del``.
+
+    A ``Linear`` directly followed by a ``ReLU`` runs as one fused Function, with the same
+    results (:mod:`gradcraft.nn.fusion`, which says when a pair is left alone).
     """
 
     def __init__(self, *modules: Any) -> None:
@@ -52,8 +56,17 @@ class Sequential(Module):
                 self.add_module(str(i), _check_module(module, "Sequential"))
 
     def forward(self, x: Any) -> Any:
-        for module in self._modules.values():
-            x = module(x)
+        layers = list(self._modules.values())
+        i, n = 0, len(layers)
+        while i < n:
+            layer = layers[i]
+            fused = fused_call(layer, layers[i + 1]) if i + 1 < n else None
+            if fused is not None:
+                x = fused(layer, x)
+                i += 2
+            else:
+                x = layer(x)
+                i += 1
         return x
 
     def __len__(self) -> int:

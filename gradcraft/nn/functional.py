@@ -36,7 +36,7 @@ from gradcraft.ops.dropout import (
     gaussian_noise,
     stochastic_depth,
 )
-from gradcraft.ops.linear import linear
+from gradcraft.ops.linear import linear, linear_relu
 from gradcraft.ops.loss import (
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
@@ -83,6 +83,7 @@ __all__ = [
     "layer_norm",
     "leaky_relu",
     "linear",
+    "linear_relu",
     "log_softmax",
     "mse_loss",
     "multi_margin_loss",

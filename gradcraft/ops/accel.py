@@ -34,6 +34,7 @@ __all__ = [
     "kernels",
     "layout",
     "map_bits",
+    "map_rows",
     "numba_available",
     "numba_enabled",
     "shorten_blas_spin",
@@ -134,6 +135,28 @@ def map_bits(kernel: Any, *arrays: Any) -> None:
     def body(i: int, _scratch: dict) -> None:
         lo, hi = chunks[i]
         kernel(*[a[8 * lo : 8 * hi] for a in flat], bits[lo:hi])
+
+    parallel_for(np, len(chunks), body)
+
+
+def map_rows(kernel: Any, *arrays: Any, shared: tuple[Any, ...] = ()) -> None:
+    """``kernel(*row_blocks, *shared)`` over blocks of rows (axis 0) of ``arrays``, which all
+    have the same number of rows, on the worker threads; ``shared`` arrays are passed whole.
+    Below ``PARALLEL_MIN_BYTES`` the kernel runs once, on the calling thread."""
+    import numpy as np
+
+    from gradcraft.ops import conv
+    from gradcraft.ops.conv import parallel_for, sample_chunks
+
+    first = arrays[0]
+    if first.nbytes < conv.PARALLEL_MIN_BYTES:
+        kernel(*arrays, *shared)
+        return
+    chunks = sample_chunks(np, first.shape[0], first.nbytes // max(1, first.shape[0]))
+
+    def body(i: int, _scratch: dict) -> None:
+        lo, hi = chunks[i]
+        kernel(*[a[lo:hi] for a in arrays], *shared)
 
     parallel_for(np, len(chunks), body)
 

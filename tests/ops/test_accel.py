@@ -483,3 +483,22 @@ def test_importing_gradcraft_first_shortens_openblas_spinning_unless_set(given, 
     code = "import gradcraft, os; print(os.environ['OPENBLAS_THREAD_TIMEOUT'])"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear_relu_kernels_match_numpy_path_over_row_blocks(monkeypatch, used, with_bias):
+    from gradcraft.ops.linear import linear_relu
+
+    monkeypatch.setattr(conv_mod, "CHUNK_BYTES", 7 * 130 * 4)  # blocks of 7 rows: 6 blocks
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((37, 20)).astype(np.float32)
+    w = rng.standard_normal((130, 20)).astype(np.float32)
+    b = rng.standard_normal(130).astype(np.float32)
+    x[3, :] = np.nan
+    inputs = [x, w, b] if with_bias else [x, w]
+    results = run_both(linear_relu, inputs)
+    assert_same(results, rtol=0, atol=0)
+    (y, grads), _ = results
+    assert np.isnan(y[3]).all() and np.isnan(grads[1]).any()
+    assert (y[np.arange(37) != 3] == 0).any() and (y[np.arange(37) != 3] > 0).any()
+    assert used == {"activation"}

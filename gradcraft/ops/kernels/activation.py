@@ -10,7 +10,14 @@ from typing import Any
 
 from gradcraft.ops.kernels import jit
 
-__all__ = ["add_relu_forward_bits", "relu_backward_bits", "relu_forward_bits"]
+__all__ = [
+    "add_relu_forward_bits",
+    "bias_relu",
+    "relu_backward_bits",
+    "relu_backward_from_output",
+    "relu_forward_bits",
+    "relu_in_place",
+]
 
 
 @jit
@@ -76,3 +83,37 @@ def relu_backward_bits(g: Any, dx: Any, bits: Any) -> None:
         for k in range(n - 8 * full):
             v = g[8 * full + k]
             dx[8 * full + k] = v if (byte >> k) & 1 else 0 * v
+
+
+@jit
+def bias_relu(y: Any, b: Any) -> None:
+    """y ← max(0, y + b) in place, b added to every row of the 2-D ``y`` (NaN stays NaN): a
+    linear layer's bias and the ReLU after it in one pass over the product, while it is still
+    in cache."""
+    rows, cols = y.shape
+    for r in range(rows):
+        for j in range(cols):
+            v = y[r, j] + b[j]
+            y[r, j] = 0 if v <= 0 else v
+
+
+@jit
+def relu_in_place(y: Any) -> None:
+    """y ← max(0, y) in place over a 2-D array (NaN stays NaN): :func:`bias_relu` without a bias."""
+    rows, cols = y.shape
+    for r in range(rows):
+        for j in range(cols):
+            v = y[r, j]
+            y[r, j] = 0 if v <= 0 else v
+
+
+@jit
+def relu_backward_from_output(g: Any, y: Any, dx: Any) -> None:
+    """dx = g · [y > 0] over 2-D arrays, from the ReLU's output ``y``: y > 0 exactly where its
+    input was (a NaN input gives a NaN output, and neither is > 0), so no mask is needed. A
+    NaN gradient stays NaN, as NumPy's product keeps it."""
+    rows, cols = g.shape
+    for r in range(rows):
+        for j in range(cols):
+            v = g[r, j]
+            dx[r, j] = v if y[r, j] > 0 else 0 * v
