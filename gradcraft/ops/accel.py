@@ -5,10 +5,12 @@ whole-array passes, each reading and writing the full tensor; on a CNN step thes
 the GEMMs, are what separates a NumPy framework from PyTorch's fused kernels. When Numba is
 installed (the ``fast`` extra) the ops in :mod:`gradcraft.ops.pooling`,
 :mod:`gradcraft.ops.normalization`, :mod:`gradcraft.ops.conv` (Winograd transforms, im2col
-from the unpadded input and its adjoint col2im) and :mod:`gradcraft.ops.activation` (ReLU and
-the residual add + ReLU with a 1-bit mask) hand those loops to the single-pass kernels in
-:mod:`gradcraft.ops.kernels`; without it they run the NumPy code, which gives the same results
-(to float rounding) and is what the kernels are tested against.
+from the unpadded input and its adjoint col2im), :mod:`gradcraft.ops.activation` (ReLU and
+the residual add + ReLU with a 1-bit mask), :mod:`gradcraft.ops.linear` (bias + ReLU after a
+product) and :mod:`gradcraft.ops.loss` (the row reductions of softmax cross-entropy) hand
+those loops to the single-pass kernels in :mod:`gradcraft.ops.kernels`; without it they run
+the NumPy code, which gives the same results (to float rounding) and is what the kernels are
+tested against.
 
 The kernels are compiled on first use (a few seconds, cached on disk afterwards), release the
 GIL, and run on the worker threads of :func:`gradcraft.ops.conv.parallel_for`, so the thread

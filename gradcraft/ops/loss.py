@@ -19,9 +19,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from gradcraft.autograd.function import Function
 from gradcraft.autograd.tensor import Tensor
 from gradcraft.backend import get_array_module
+from gradcraft.ops import accel
 
 __all__ = [
     "binary_cross_entropy",
@@ -128,8 +131,14 @@ class CrossEntropy(Function):
         self.x_shape = x.shape
         self.reduction = reduction
         x2, out_shape = _to_rows(x)
-        rows = xp.arange(x2.shape[0])
         eps = float(label_smoothing)
+        if not soft and weight is None and eps == 0 and not 0 <= ignore_index < n_classes:
+            compiled = self._compiled_plain(x2, target.reshape(-1))
+            if compiled is not None:
+                p, loss = compiled
+                self.plain, self.safe = True, target.reshape(-1)
+                return self._finish(xp, p, loss, 1.0, loss.shape[0], out_shape, x.dtype)
+        rows = xp.arange(x2.shape[0])
         plain = False
 
         z = x2 - x2.max(axis=1, keepdims=True)
@@ -192,24 +201,51 @@ class CrossEntropy(Function):
                 a = w_y
             self.w_y = w_y
             denom = w_y.sum()
-        self.a = a
         self.eps = eps
-        self.n_classes = n_classes
         self.soft = soft
+        return self._finish(xp, p, loss, a, denom, out_shape, x.dtype)
+
+    def _compiled_plain(self, x2: Any, labels: Any) -> tuple[Any, Any] | None:
+        """(softmax, per-row loss) of the rows ``x2`` (M, C) from the row-wise kernels of
+        :mod:`gradcraft.ops.kernels.loss`; None when the kernels do not apply or a label is
+        outside [0, C) (ignored or invalid: the general path handles or reports it)."""
+        if not labels.size or x2.dtype.kind != "f" or labels.dtype.kind not in "iu":
+            return None
+        fast = accel.kernels("loss", x2, labels)
+        if fast is None:
+            return None
+        p = np.empty(x2.shape, dtype=x2.dtype)
+        loss = np.empty(x2.shape[0], dtype=x2.dtype)
+        if not fast.shift_by_row_max(x2, labels, p, loss):
+            return None
+        np.exp(p, out=p)
+        fast.softmax_rows(p, loss)
+        return p, loss
+
+    def _finish(self, xp: Any, p: Any, loss: Any, a: Any, denom: Any, out_shape: Any, dtype: Any) -> Any:
+        """Keep the softmax ``p`` and the backward scalars; reduce the per-row ``loss``."""
+        self.a = a
         self.denom = denom
+        self.n_classes = p.shape[1]
         self.save_for_backward(p)
-        if reduction == "none":
-            return loss.reshape(out_shape).astype(x.dtype, copy=False)
+        if self.reduction == "none":
+            return loss.reshape(out_shape).astype(dtype, copy=False)
         total = loss.sum()
-        if reduction == "mean":
+        if self.reduction == "mean":
             total = total / denom
-        return xp.asarray(total, dtype=x.dtype)
+        return xp.asarray(total, dtype=dtype)
 
     def backward(self, g: Any) -> Any:
         xp = get_array_module(g)
         (p,) = self.saved
         coef = _reduce_grad(g, self.reduction, self.denom)
         if self.plain:  # dx = (p − onehot)·coef
+            if self.reduction != "none":
+                fast = accel.kernels("loss", p, self.safe)
+                if fast is not None:
+                    grad = np.empty_like(p)
+                    fast.softmax_cross_entropy_backward(p, self.safe, p.dtype.type(coef), grad)
+                    return _from_rows(grad, self.x_shape), None
             rows = xp.arange(p.shape[0])
             if self.reduction == "none":
                 coef = coef.astype(p.dtype, copy=False)

@@ -502,3 +502,44 @@ def test_linear_relu_kernels_match_numpy_path_over_row_blocks(monkeypatch, used,
     assert np.isnan(y[3]).all() and np.isnan(grads[1]).any()
     assert (y[np.arange(37) != 3] == 0).any() and (y[np.arange(37) != 3] > 0).any()
     assert used == {"activation"}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_kernels_match_numpy_path(dtype, reduction, used):
+    from gradcraft.ops.loss import cross_entropy
+
+    rng = np.random.default_rng(22)
+    x = (4 * rng.standard_normal((67, 10))).astype(dtype)
+    labels = rng.integers(0, 10, 67)
+    x[5, 3] = np.nan  # a NaN logit makes its row's loss and gradient NaN
+    x[6, :] = 80.0  # a row of equal, large logits: p = 1/C, no overflow
+    results = run_both(lambda t: cross_entropy(t, gc.tensor(labels), reduction=reduction), [x])
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    (ref, (g_ref,)), (ours, (g_ours,)) = results
+    if reduction == "none":
+        assert np.isnan(ours[5]) and np.isfinite(np.delete(ours, 5)).all()
+        np.testing.assert_allclose(ours, ref, rtol=tol, atol=tol)
+        np.testing.assert_allclose(ours[6], np.log(10), rtol=tol)
+    else:
+        assert np.isnan(ours) and np.isnan(ref)
+    assert np.isnan(g_ours[5]).all() and np.isfinite(np.delete(g_ours, 5, axis=0)).all()
+    np.testing.assert_allclose(g_ours, g_ref, rtol=tol, atol=tol)
+    assert ours.dtype == dtype and g_ours.dtype == dtype
+    assert used == {"loss"}
+
+
+def test_cross_entropy_kernel_hands_ignored_and_invalid_labels_to_the_general_path(used):
+    from gradcraft.ops.loss import cross_entropy
+
+    rng = np.random.default_rng(23)
+    x = rng.standard_normal((9, 4)).astype(np.float32)
+    labels = rng.integers(0, 4, 9)
+    labels[7] = -100  # ignored: the mean is over the other 8
+    results = run_both(lambda t: cross_entropy(t, gc.tensor(labels)), [x])
+    assert_same(results, rtol=1e-6, atol=1e-7)
+    (_, (g,)), _ = results
+    assert (g[7] == 0).all()
+    labels[7] = 4
+    with accel.use_numba(True), pytest.raises(ValueError, match=r"class indices in \[0, 4\).*containing 4"):
+        cross_entropy(gc.tensor(x), gc.tensor(labels))
