@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 __all__ = [
     "flat_order",
     "flat_views",
@@ -86,13 +88,21 @@ def kernels(family: str, *arrays: Any) -> ModuleType | None:
     """The kernel module ``gradcraft.ops.kernels.<family>``, or None when the kernels are off,
     any of ``arrays`` is not a NumPy array (CuPy arrays use the array-module code) or is
     float16 (Numba has no half-precision arithmetic)."""
-    if not numba_enabled():
+    if not (_State.enabled and _State.available) and not numba_enabled():
         return None
-    import numpy as np
+    for a in arrays:
+        if not isinstance(a, np.ndarray) or a.dtype == _FLOAT16:
+            return None
+    module = _FAMILIES.get(family)
+    if module is None:
+        module = _FAMILIES[family] = importlib.import_module(f"gradcraft.ops.kernels.{family}")
+    return module
 
-    if not all(isinstance(a, np.ndarray) and a.dtype != np.float16 for a in arrays):
-        return None
-    return importlib.import_module(f"gradcraft.ops.kernels.{family}")
+
+#: Kernel modules by family, once imported (the lookup runs between every two GEMMs of a step,
+#: when the interpreter's own data has just been evicted from the caches).
+_FAMILIES: dict[str, ModuleType] = {}
+_FLOAT16 = np.dtype(np.float16)
 
 
 def flat_order(a: Any) -> list[int] | None:
@@ -127,40 +137,35 @@ def map_bits(kernel: Any, *arrays: Any) -> None:
     """``kernel(*blocks, bits_block)`` over blocks of equal-length 1-D arrays and the bit array
     (the last argument) that packs one bit per element of them (8 per byte), on the worker
     threads; blocks start at multiples of 8 elements so that no byte of ``bits`` is shared."""
-    import numpy as np
-
-    from gradcraft.ops.conv import parallel_for, sample_chunks
+    from gradcraft.ops import conv
 
     *flat, bits = arrays
-    chunks = sample_chunks(np, bits.shape[0], 8 * flat[0].itemsize)
+    chunks = conv.sample_chunks(np, bits.shape[0], 8 * flat[0].itemsize)
 
     def body(i: int, _scratch: dict) -> None:
         lo, hi = chunks[i]
         kernel(*[a[8 * lo : 8 * hi] for a in flat], bits[lo:hi])
 
-    parallel_for(np, len(chunks), body)
+    conv.parallel_for(np, len(chunks), body)
 
 
 def map_rows(kernel: Any, *arrays: Any, shared: tuple[Any, ...] = ()) -> None:
     """``kernel(*row_blocks, *shared)`` over blocks of rows (axis 0) of ``arrays``, which all
     have the same number of rows, on the worker threads; ``shared`` arrays are passed whole.
     Below ``PARALLEL_MIN_BYTES`` the kernel runs once, on the calling thread."""
-    import numpy as np
-
     from gradcraft.ops import conv
-    from gradcraft.ops.conv import parallel_for, sample_chunks
 
     first = arrays[0]
     if first.nbytes < conv.PARALLEL_MIN_BYTES:
         kernel(*arrays, *shared)
         return
-    chunks = sample_chunks(np, first.shape[0], first.nbytes // max(1, first.shape[0]))
+    chunks = conv.sample_chunks(np, first.shape[0], first.nbytes // max(1, first.shape[0]))
 
     def body(i: int, _scratch: dict) -> None:
         lo, hi = chunks[i]
         kernel(*[a[lo:hi] for a in arrays], *shared)
 
-    parallel_for(np, len(chunks), body)
+    conv.parallel_for(np, len(chunks), body)
 
 
 class _Allocator:
