@@ -100,6 +100,11 @@ class _BatchNorm(Module):
             )
 
     def forward(self, x: Tensor) -> Tensor:
+        return self._normalize(x, batch_norm)
+
+    def _normalize(self, x: Tensor, op: Any) -> Tensor:
+        """``op(x, ...)`` with this layer's statistics and parameters: :func:`batch_norm`, or
+        :func:`batch_norm_relu` when a ReLU follows (:mod:`gradcraft.nn.fusion`)."""
         self._check_input(x)
         factor = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
@@ -108,7 +113,7 @@ class _BatchNorm(Module):
                 factor = 1.0 / float(self.num_batches_tracked.data)
         use_batch_stats = self.training or self.running_mean is None
         keep_running = not self.training or self.track_running_stats
-        return batch_norm(
+        return op(
             x,
             self.running_mean if keep_running else None,
             self.running_var if keep_running else None,

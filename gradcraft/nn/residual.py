@@ -10,6 +10,7 @@ from gradcraft.nn.activation import ReLU
 from gradcraft.nn.containers import Sequential
 from gradcraft.nn.conv import Conv2d
 from gradcraft.nn.dropout import StochasticDepth
+from gradcraft.nn.fusion import fused_call
 from gradcraft.nn.module import Module
 from gradcraft.nn.normalization import BatchNorm2d
 from gradcraft.ops.activation import add_relu
@@ -91,7 +92,9 @@ class BasicBlock(Module):
                 f"Expected input of shape (N, {self.in_channels}, H, W) "
                 f"({self.in_channels} channels on axis 1). Received: shape={tuple(x.shape)}"
             )
-        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.conv1(x)
+        fused = fused_call(self.bn1, self.relu)  # ReLU(BN(·)) as one Function unless hooked
+        out = fused(self.bn1, out) if fused is not None else self.relu(self.bn1(out))
         out = self.bn2(self.conv2(out))
         if self.drop_path is not None:
             out = self.drop_path(out)

@@ -17,6 +17,10 @@ backward, and y); the backward passes allocate one (dx). Sums of products (Σ(x 
 are contracted with ``einsum`` so no product array is formed, and all arithmetic stays in the
 input's dtype. The compiled batch-norm kernels (:mod:`gradcraft.ops.kernels.normalization`)
 keep x instead of x̂, recompute x̂ in backward, and accumulate their sums in float64.
+
+Batch norm followed by a ReLU is one Function too (:class:`BatchNormReLU`): max(0, y) is
+written in the same pass as y, and backward masks the incoming gradient with y > 0 before the
+formula above. The compiled kernels recompute y from x for the mask, so nothing more is kept.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from gradcraft.ops import accel
 from gradcraft.ops._util import sum_rows
 from gradcraft.ops.conv import parallel_for, parallel_sum, sample_chunks
 
-__all__ = ["batch_norm", "layer_norm"]
+__all__ = ["BatchNorm", "BatchNormReLU", "batch_norm", "batch_norm_relu", "layer_norm"]
 
 
 def _channel_shape(ndim: int, channels: int) -> tuple[int, ...]:
@@ -82,29 +86,36 @@ def _update_running(
         running_var += (momentum * m / (m - 1)) * var
 
 
-def _scale_shift(xhat: Any, weight: Any, bias: Any, bshape: tuple[int, ...]) -> Any:
-    """y = γ x̂ + β (NumPy path), in a new array."""
+def _relu_in_place(y: Any) -> Any:
+    xp = get_array_module(y)
+    return xp.maximum(y, xp.zeros((), dtype=y.dtype), out=y)
+
+
+def _scale_shift(xhat: Any, weight: Any, bias: Any, bshape: tuple[int, ...], relu: bool = False) -> Any:
+    """y = γ x̂ + β (NumPy path), or max(0, γ x̂ + β) with ``relu``, in a new array."""
     y = xhat * weight.reshape(bshape) if weight is not None else xhat.copy()
     if bias is not None:
         y += bias.reshape(bshape)
-    return y
+    return _relu_in_place(y) if relu else y
 
 
-def _affine(fast: Any, x: Any, scale: Any, shift: Any, bshape: tuple[int, ...]) -> Any:
-    """y = x·s + t with per-channel s and t (evaluation mode), in a new array."""
+def _affine(fast: Any, x: Any, scale: Any, shift: Any, bshape: tuple[int, ...], relu: bool = False) -> Any:
+    """y = x·s + t with per-channel s and t (evaluation mode), or max(0, y) with ``relu``, in a
+    new array."""
     if fast is None:
         y = x * scale.reshape(bshape)
         y += shift.reshape(bshape)
-        return y
+        return _relu_in_place(y) if relu else y
     y = get_array_module(x).empty_like(x)
-    fast.map(fast.k.affine, _rows(x), scale, shift, _rows(y))
+    fast.map(fast.k.affine_relu if relu else fast.k.affine, _rows(x), scale, shift, _rows(y))
     return y
 
 
-def _normalized(fast: Any, x: Any, mean: Any, scale: Any, shift: Any) -> Any:
-    """y = (x − μ)·s + t with the compiled kernels (training mode), in a new array."""
+def _normalized(fast: Any, x: Any, mean: Any, scale: Any, shift: Any, relu: bool = False) -> Any:
+    """y = (x − μ)·s + t with the compiled kernels (training mode), or max(0, y) with ``relu``,
+    in a new array."""
     y = get_array_module(x).empty_like(x)
-    fast.map(fast.k.normalize, _rows(x), mean, scale, shift, _rows(y))
+    fast.map(fast.k.normalize_relu if relu else fast.k.normalize, _rows(x), mean, scale, shift, _rows(y))
     return y
 
 
@@ -162,6 +173,9 @@ class BatchNorm(Function):
     y = x·s + (β − μ_run·s), s = γ/√(σ²_run + ε), and dx = g·s.
     """
 
+    #: max(0, y) instead of y (:class:`BatchNormReLU`)
+    relu = False
+
     def forward(
         self,
         x: Any,
@@ -198,10 +212,11 @@ class BatchNorm(Function):
             inv_std = 1.0 / xp.sqrt(var + eps)
             xhat *= inv_std.reshape(bshape)
             _update_running(running_mean, running_var, mean, var, momentum, m)
-            y = _scale_shift(xhat, weight, bias, bshape)
+            y = _scale_shift(xhat, weight, bias, bshape, self.relu)
             self.save_for_backward(xhat, inv_std, weight)
+            self._keep_mask(y)
             # γ and β as backward reads them: the live parameters, unchanged until the optimizer step
-            self.output_rebuild = partial(_scale_shift, xhat, weight, bias, bshape)
+            self.output_rebuild = partial(_scale_shift, xhat, weight, bias, bshape, self.relu)
             return y
         if running_mean is None or running_var is None:
             raise ValueError("Expected running_mean and running_var for batch norm in evaluation mode")
@@ -212,10 +227,17 @@ class BatchNorm(Function):
             shift = shift + bias
         if self.fast is not None:
             scale, shift = scale.astype(x.dtype), shift.astype(x.dtype)
-        rebuild = partial(_affine, self.fast, x, scale, shift, bshape)
+        rebuild = partial(_affine, self.fast, x, scale, shift, bshape, self.relu)
         self.save_for_backward(x, running_mean.copy(), inv_std, scale)
         self.output_rebuild = rebuild
-        return rebuild()
+        y = rebuild()
+        self._keep_mask(y)
+        return y
+
+    def _keep_mask(self, y: Any) -> None:
+        """With the ReLU, keep the mask y > 0 for backward (the paths that cannot recompute it)."""
+        if self.relu and any(self.needs_input_grad):
+            self.mask = y > 0
 
     def _compiled_forward(
         self,
@@ -241,8 +263,9 @@ class BatchNorm(Function):
         _update_running(running_mean, running_var, mean, var, momentum, m)
         scale = inv_std if weight is None else (weight * inv_std).astype(x.dtype)
         shift = xp.zeros_like(mean) if bias is None else bias.astype(x.dtype)
-        rebuild = partial(_normalized, fast, x, mean, scale, shift)
+        rebuild = partial(_normalized, fast, x, mean, scale, shift, self.relu)
         self.save_for_backward(x, mean, inv_std, weight)
+        self.scale_shift = (scale, shift)  # the mask's y, recomputed by the ReLU kernels
         self.output_rebuild = rebuild
         return rebuild()
 
@@ -250,6 +273,8 @@ class BatchNorm(Function):
         xp = get_array_module(g)
         need_x, need_w, need_b = self.needs_input_grad
         axes, bshape = self.axes, self.bshape
+        if self.relu and (not self.training or self.fast is None):
+            g = g * self.mask
         if not self.training:
             x, mean, inv_std, scale = self.saved
             gx = g * scale.reshape(bshape) if need_x else None
@@ -286,7 +311,9 @@ class BatchNorm(Function):
         g2 = _rows(g)
         if g2 is None:
             g2 = xp.ascontiguousarray(g.transpose(0, *range(2, g.ndim), 1)).reshape(-1, g.shape[1])
-        sum_g, sum_gxc = fast.sums(fast.k.grad_sums, g2, _rows(x), mean, outputs=2)
+        relu = self.scale_shift if self.relu else ()
+        sums = fast.k.grad_sums_relu if self.relu else fast.k.grad_sums
+        sum_g, sum_gxc = fast.sums(sums, g2, _rows(x), mean, *relu, outputs=2)
         sum_gxhat = sum_gxc * inv_std  # Σ g x̂ = dγ
         gx = None
         if need_x:
@@ -295,13 +322,30 @@ class BatchNorm(Function):
             c2 = (k * inv_std * sum_gxhat / m).astype(g.dtype)
             c3 = (k * sum_g / m).astype(g.dtype)
             gx = xp.empty_like(x)
-            fast.map(fast.k.normalize_backward, g2, _rows(x), mean, c1, c2, c3, _rows(gx))
+            dx = fast.k.normalize_backward_relu if self.relu else fast.k.normalize_backward
+            fast.map(dx, g2, _rows(x), mean, *relu, c1, c2, c3, _rows(gx))
         dtype = g.dtype
         return (
             gx,
             sum_gxhat.astype(dtype) if need_w else None,
             sum_g.astype(dtype) if need_b else None,
         )
+
+
+class BatchNormReLU(BatchNorm):
+    """max(0, BatchNorm(x)): batch norm and the ReLU after it as one Function (same inputs and
+    parameters as :class:`BatchNorm`).
+
+    Forward writes max(0, y) in the pass that writes y. Backward masks g with [y > 0] and then
+    follows batch norm's formula; the compiled kernels recompute y from the x they keep
+    (one multiply-add per element) inside their two passes, so no mask is stored and the
+    ReLU's own passes over the activation are gone. The NumPy paths keep a boolean mask.
+    Results are those of ``relu(batch_norm(x))``: bit for bit, except the gradients on the
+    compiled training path, where the kernels may contract the products of dx and Σ g(x − μ)
+    into fused multiply-adds differently (differences of an ulp).
+    """
+
+    relu = True
 
 
 class LayerNorm(Function):
@@ -381,6 +425,25 @@ def batch_norm(
     rm = running_mean.data if isinstance(running_mean, Tensor) else running_mean
     rv = running_var.data if isinstance(running_var, Tensor) else running_var
     return BatchNorm.apply(
+        x, weight, bias, running_mean=rm, running_var=rv, training=training, momentum=momentum, eps=eps
+    )
+
+
+def batch_norm_relu(
+    x: Tensor,
+    running_mean: Any,
+    running_var: Any,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """``relu(batch_norm(x, ...))`` as one :class:`BatchNormReLU` node (arguments as
+    :func:`batch_norm`)."""
+    rm = running_mean.data if isinstance(running_mean, Tensor) else running_mean
+    rv = running_var.data if isinstance(running_var, Tensor) else running_var
+    return BatchNormReLU.apply(
         x, weight, bias, running_mean=rm, running_var=rv, training=training, momentum=momentum, eps=eps
     )
 

@@ -118,3 +118,55 @@ def test_use_fusion_restores_the_setting_after_an_error():
     with pytest.raises(RuntimeError), use_fusion(False):
         raise RuntimeError
     assert fusion_enabled()
+
+
+def conv_net():
+    gc.manual_seed(1)
+    return nn.Sequential(
+        nn.Conv2d(2, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
+        nn.BasicBlock(6, 6), nn.Flatten(), nn.Linear(6 * 4 * 4, 8), nn.BatchNorm1d(8), nn.ReLU(),
+        nn.Linear(8, 3),
+    )
+
+
+def test_batch_norm_relu_pairs_run_as_one_node_also_inside_residual_blocks():
+    model = conv_net()
+    rng = np.random.default_rng(2)
+    x = gc.tensor(rng.standard_normal((5, 2, 8, 8)).astype(np.float32))
+    y = gc.tensor(rng.integers(0, 3, 5))
+    fused_out, nodes, fused_grads = run(model, x, y)
+    assert nodes.count("BatchNormReLU") == 3 and "ReLU" not in nodes
+    fused_stats = [b.copy() for b in (model[1].running_mean.data, model[4].bn1.running_var.data)]
+    model = conv_net()
+    with use_fusion(False):
+        out, nodes, grads = run(model, x, y)
+    assert nodes.count("BatchNormReLU") == 0 and nodes.count("ReLU") == 3
+    np.testing.assert_array_equal(fused_out.numpy(), out.numpy())
+    for a, b in zip(fused_grads, grads):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for a, b in zip(fused_stats, (model[1].running_mean.data, model[4].bn1.running_var.data)):
+        np.testing.assert_array_equal(a, b)
+    model.eval()
+    with gc.no_grad():
+        evaluated = model(x).numpy()
+        with use_fusion(False):
+            np.testing.assert_array_equal(evaluated, model(x).numpy())
+
+
+def test_a_hooked_batch_norm_in_a_residual_block_is_not_fused():
+    model = conv_net()
+    seen = []
+    model[4].bn1.register_forward_hook(lambda m, args, out: seen.append(out.numpy()))
+    out = model(gc.randn(2, 2, 8, 8))
+    assert graph_nodes(out).count("BatchNormReLU") == 2
+    assert len(seen) == 1 and (seen[0] < 0).any()  # the hook sees batch norm's output, before the ReLU
+
+
+def test_a_fused_batch_norm_names_itself_in_shape_errors():
+    model = nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(5), nn.ReLU())
+    with pytest.raises(nn.LayerError, match=r"^in layer '1' \(BatchNorm2d\(5,.*Expected input with 5 channels"):
+        model(gc.randn(2, 2, 6, 6))
+    block = nn.Sequential(nn.BasicBlock(3, 3))
+    block[0].bn1 = nn.BatchNorm2d(4)
+    with pytest.raises(nn.LayerError, match=r"^in layer '0\.bn1' \(BatchNorm2d\(4,"):
+        block(gc.randn(2, 3, 6, 6))

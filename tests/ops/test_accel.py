@@ -543,3 +543,28 @@ def test_cross_entropy_kernel_hands_ignored_and_invalid_labels_to_the_general_pa
     labels[7] = 4
     with accel.use_numba(True), pytest.raises(ValueError, match=r"class indices in \[0, 4\).*containing 4"):
         cross_entropy(gc.tensor(x), gc.tensor(labels))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_relu_kernels_match_numpy_path_over_row_blocks(monkeypatch, training, used):
+    from gradcraft.ops.normalization import batch_norm_relu
+
+    monkeypatch.setattr(conv_mod, "CHUNK_BYTES", 9 * 6 * 4)  # blocks of 9 rows of 6 channels
+    rng = np.random.default_rng(24)
+    x = channels_last(rng.standard_normal((4, 6, 5, 7)).astype(np.float32) * 3 + 1)
+    gamma = (rng.standard_normal(6) + 1).astype(np.float32)
+    beta = rng.standard_normal(6).astype(np.float32)
+    stats = []
+
+    def fn(t, w, b):
+        rm, rv = np.full(6, 0.5, np.float32), np.full(6, 2.0, np.float32)
+        stats.append((rm, rv))
+        return batch_norm_relu(t, rm, rv, w, b, training=training)
+
+    results = run_both(fn, [x, gamma, beta])
+    assert_same(results, rtol=2e-5, atol=2e-5)
+    (y, _), _ = results
+    assert (y == 0).mean() > 0.2 and (y > 0).mean() > 0.2
+    for ours, ref in zip(stats[1], stats[0]):
+        np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-6)
+    assert used == {"normalization"}

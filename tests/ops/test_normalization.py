@@ -112,3 +112,78 @@ def test_batch_norm_on_channels_last_input_passes_gradcheck():
 
     x = np.ascontiguousarray(np.random.default_rng(6).standard_normal((2, 3, 3, 3)).transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     assert gradcheck(lambda t, w, b: batch_norm(t, None, None, w, b, training=True), [x, np.ones(3) * 1.3, np.zeros(3) + 0.2])
+
+
+# ---------------------------------------------------------------------------- batch norm + ReLU
+def _channels_last(x):
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("shape", [(6, 3), (3, 3, 2, 2)])
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_relu_matches_torch(shape, training, rng):
+    from gradcraft.ops.normalization import batch_norm_relu
+
+    x = rng.standard_normal(shape) * 2 + 1
+    w, b = rng.random(3) + 0.5, rng.standard_normal(3)
+    rm, rv = rng.standard_normal(3), rng.random(3) + 0.5
+    compare_with_torch(
+        lambda a, c, d: batch_norm_relu(a, rm.copy(), rv.copy(), c, d, training=training),
+        lambda a, c, d: tF.relu(
+            tF.batch_norm(a, torch.tensor(rm), torch.tensor(rv), c, d, training=training)
+        ),
+        [x, w, b],
+    )
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_batch_norm_relu_passes_gradcheck(channels_last, rng):
+    from gradcraft.ops.normalization import batch_norm_relu
+
+    x = rng.standard_normal((3, 2, 3, 3))
+    x = _channels_last(x) if channels_last else x
+    args = [x, rng.random(2) + 0.5, rng.standard_normal(2)]
+    assert gc.gradcheck(lambda a, c, d: batch_norm_relu(a, None, None, c, d, training=True), args)
+    rm, rv = rng.standard_normal(2), rng.random(2) + 0.5
+    assert gc.gradcheck(lambda a, c, d: batch_norm_relu(a, rm, rv, c, d, training=False), args)
+
+
+@pytest.mark.parametrize("numba", [False, True])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("layout", ["channels_last", "nchw", "2d"])
+def test_batch_norm_relu_gives_the_results_of_relu_of_batch_norm(numba, training, layout):
+    from gradcraft.ops import accel
+    from gradcraft.ops.activation import relu
+    from gradcraft.ops.normalization import batch_norm_relu
+
+    if numba and not accel.numba_available():
+        pytest.skip("the compiled path needs Numba (the 'fast' extra)")
+    rng = np.random.default_rng(31)
+    x = (rng.standard_normal((64, 5) if layout == "2d" else (4, 5, 6, 7)) * 2 + 0.5).astype(np.float32)
+    x = _channels_last(x) if layout == "channels_last" else x
+    nan_at = (0, 3) if layout == "2d" else (0, 0, 0, 3)
+    if not training:  # in evaluation a NaN input gives a NaN output, element by element
+        x[nan_at] = np.nan
+    w = (rng.random(5) + 0.5).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    results = []
+    with accel.use_numba(numba):
+        for fused in (True, False):
+            tx, tw, tb = (gc.tensor(a.copy(order="K"), requires_grad=True) for a in (x, w, b))
+            rm, rv = np.full(5, 0.25, np.float32), np.full(5, 1.5, np.float32)
+            if fused:
+                y = batch_norm_relu(tx, rm, rv, tw, tb, training=training, momentum=0.1)
+            else:
+                y = relu(batch_norm(tx, rm, rv, tw, tb, training=training, momentum=0.1))
+            (y * gc.tensor(g)).sum().backward()
+            results.append([y.numpy(), tx.grad, tw.grad, tb.grad, rm, rv])
+    for k, (ours, ref) in enumerate(zip(*results)):
+        if k in (1, 2, 3) and numba and training:  # the kernels may contract products differently
+            np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-7)
+        else:
+            np.testing.assert_array_equal(ours, ref, err_msg=f"result {k}")
+    y = results[0][0]
+    assert (y == 0).any() and (y > 0).any() and y.dtype == np.float32
+    if not training:
+        assert np.isnan(y[nan_at]) and np.isnan(y).sum() == 1

@@ -7,6 +7,10 @@ y = (x − μ)·s + β with s = γ/√(σ² + ε).
 Backward: dx = c₁·g − c₂·(x − μ) − c₃ with per-channel c₁ = γ/√(σ² + ε),
 c₂ = c₁·Σ g(x − μ)/(M(σ² + ε)), c₃ = c₁·Σg/M (the fused formula of
 :class:`gradcraft.ops.normalization.BatchNorm`, with x̂ recomputed from x instead of stored).
+
+The ``_relu`` variants are batch norm followed by a ReLU: forward writes max(0, y); backward
+recomputes y from x to mask the incoming gradient, g·[y > 0], before the batch-norm formula,
+so neither y nor a mask is stored.
 """
 
 from __future__ import annotations
@@ -15,7 +19,17 @@ from typing import Any
 
 from gradcraft.ops.kernels import jit
 
-__all__ = ["affine", "grad_sums", "normalize", "normalize_backward", "shifted_sums"]
+__all__ = [
+    "affine",
+    "affine_relu",
+    "grad_sums",
+    "grad_sums_relu",
+    "normalize",
+    "normalize_backward",
+    "normalize_backward_relu",
+    "normalize_relu",
+    "shifted_sums",
+]
 
 
 @jit
@@ -74,3 +88,53 @@ def normalize_backward(g: Any, x: Any, mean: Any, c1: Any, c2: Any, c3: Any, dx:
         out = dx[r]
         for c in range(g.shape[1]):
             out[c] = c1[c] * grow[c] - c2[c] * (xrow[c] - mean[c]) - c3[c]
+
+
+@jit
+def normalize_relu(x: Any, mean: Any, scale: Any, shift: Any, y: Any) -> None:
+    """y = max(0, (x − mean)·scale + shift), per column (NaN stays NaN)."""
+    for r in range(x.shape[0]):
+        row = x[r]
+        out = y[r]
+        for c in range(x.shape[1]):
+            v = (row[c] - mean[c]) * scale[c] + shift[c]
+            out[c] = 0 if v <= 0 else v
+
+
+@jit
+def affine_relu(x: Any, scale: Any, shift: Any, y: Any) -> None:
+    """y = max(0, x·scale + shift), per column (evaluation mode; NaN stays NaN)."""
+    for r in range(x.shape[0]):
+        row = x[r]
+        out = y[r]
+        for c in range(x.shape[1]):
+            v = row[c] * scale[c] + shift[c]
+            out[c] = 0 if v <= 0 else v
+
+
+@jit
+def grad_sums_relu(g: Any, x: Any, mean: Any, scale: Any, shift: Any, sum_g: Any, sum_gx: Any) -> None:
+    """:func:`grad_sums` of the masked gradient d = g·[(x − mean)·scale + shift > 0]."""
+    for r in range(g.shape[0]):
+        grow = g[r]
+        xrow = x[r]
+        for c in range(g.shape[1]):
+            xc = xrow[c] - mean[c]
+            v = grow[c] if xc * scale[c] + shift[c] > 0 else 0 * grow[c]
+            sum_g[c] += v
+            sum_gx[c] += v * xc
+
+
+@jit
+def normalize_backward_relu(
+    g: Any, x: Any, mean: Any, scale: Any, shift: Any, c1: Any, c2: Any, c3: Any, dx: Any
+) -> None:
+    """:func:`normalize_backward` of the masked gradient d = g·[(x − mean)·scale + shift > 0]."""
+    for r in range(g.shape[0]):
+        grow = g[r]
+        xrow = x[r]
+        out = dx[r]
+        for c in range(g.shape[1]):
+            xc = xrow[c] - mean[c]
+            v = grow[c] if xc * scale[c] + shift[c] > 0 else 0 * grow[c]
+            out[c] = c1[c] * v - c2[c] * xc - c3[c]
