@@ -101,6 +101,10 @@ class Function:
     input_rebuilds: tuple[Rebuild | None, ...] | None = None
     #: True once ``saved`` holds :class:`Rebuild` entries in place of input arrays
     saved_rebuilds = False
+    #: set by the backward pass before ``backward(g)``: True when nothing else refers to ``g``
+    #: (not a view, not also the gradient of another input, not the caller's array), so
+    #: ``backward`` may write its result into ``g`` instead of a new array
+    grad_donated = False
 
     def save_for_backward(self, *arrays: Any) -> None:
         """Keep arrays needed by ``backward`` (released after the backward pass)."""

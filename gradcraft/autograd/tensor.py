@@ -13,6 +13,7 @@ directly. ``backward()`` accumulates into the ``grad`` of every leaf that requir
 
 from __future__ import annotations
 
+import sys
 import weakref
 from typing import Any
 
@@ -275,6 +276,14 @@ def _run_backward(root: Tensor, grad: Any, retain_graph: bool, fresh: set[int]) 
             kept = fn.retained() if fn.retained is not None else None
             if kept is not None:
                 kept._accumulate(g, False)
+            # nothing but this frame reaches g's memory (g is not handed to another input nor
+            # the caller's, and is no view of an array anyone else holds): backward may write
+            # its result into it (Function.grad_donated)
+            base = g.base
+            fn.grad_donated = sys.getrefcount(g) == 2 and (
+                base is None or (base.base is None and sys.getrefcount(base) == 3)
+            )
+            base = None
             if fn.saved_rebuilds:
                 handles = fn.saved
                 fn.saved = fn.rebuild_saved()
@@ -298,6 +307,7 @@ def _run_backward(root: Tensor, grad: Any, retain_graph: bool, fresh: set[int]) 
                     grads[key] = grads[key] + ig
                 else:
                     grads[key] = ig
+            input_grads = ig = None  # so that the next node's g is referenced only by grads
             if not retain_graph:
                 fn.__dict__.clear()
                 fn.released = True

@@ -48,7 +48,7 @@ from gradcraft.ops.loss import (
     nll_loss,
     smooth_l1_loss,
 )
-from gradcraft.ops.normalization import batch_norm, layer_norm
+from gradcraft.ops.normalization import batch_norm, batch_norm_relu, layer_norm
 from gradcraft.ops.pooling import (
     adaptive_avg_pool2d,
     avg_pool2d,
@@ -68,6 +68,7 @@ __all__ = [
     "max_pool2d",
     "alpha_dropout",
     "batch_norm",
+    "batch_norm_relu",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
     "cross_entropy",

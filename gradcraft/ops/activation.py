@@ -200,11 +200,12 @@ class ReLU(Function):
     def backward(self, g: Any) -> Any:
         (mask,) = self.saved
         xp = get_array_module(g)
+        in_place = self.grad_donated and g.flags.writeable
         if mask.dtype == xp.bool_:
-            return g * mask
+            return xp.multiply(g, mask, out=g) if in_place and mask.shape == g.shape else g * mask
         fast = accel.kernels("activation", g) if accel.layout(g) == self.layout else None
         if fast is not None:
-            dx = xp.empty_like(g)
+            dx = g if in_place else xp.empty_like(g)  # the kernel reads each element before writing it
             flat = accel.flat_views(g, dx)
             if flat is not None:
                 accel.map_bits(fast.relu_backward_bits, *flat, mask)

@@ -96,7 +96,9 @@ class LinearReLU(Linear):
 
     def backward(self, g: Any) -> tuple[Any, Any, Any]:
         x2, weight, y = self.saved
-        return self._affine_grads(_relu_grad(_as_rows(g), y), x2, weight)
+        g2 = _as_rows(g)
+        in_place = self.grad_donated and g2.flags.writeable
+        return self._affine_grads(_relu_grad(g2, y, in_place), x2, weight)
 
 
 def _as_rows(a: Any) -> Any:
@@ -119,15 +121,17 @@ def _bias_relu_in_place(y: Any, bias: Any) -> None:
     xp.maximum(y, xp.zeros((), dtype=y.dtype), out=y)
 
 
-def _relu_grad(g2: Any, y: Any) -> Any:
-    """g · [y > 0] for the ReLU output ``y`` and its gradient ``g2``, both (M, out)."""
+def _relu_grad(g2: Any, y: Any, in_place: bool) -> Any:
+    """g · [y > 0] for the ReLU output ``y`` and its gradient ``g2``, both (M, out); written
+    into ``g2`` when ``in_place``."""
     fast = accel.kernels("activation", g2, y) if g2.dtype == y.dtype else None
     if fast is not None:
-        dx = np.empty_like(g2, order="C")
+        dx = g2 if in_place else np.empty_like(g2, order="C")  # each element read before written
         accel.map_rows(fast.relu_backward_from_output, g2, y, dx)
         return dx
     xp = get_array_module(y)
-    return g2 * (y > xp.zeros((), dtype=y.dtype))
+    mask = y > xp.zeros((), dtype=y.dtype)
+    return xp.multiply(g2, mask, out=g2) if in_place else g2 * mask
 
 
 def _times_weight_t(x2: Any, weight: Any) -> Any:

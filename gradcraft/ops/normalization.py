@@ -309,6 +309,8 @@ class BatchNorm(Function):
         x, mean, inv_std, weight = self.saved
         need_x, need_w, need_b = self.needs_input_grad
         g2 = _rows(g)
+        in_place = self.grad_donated and g2 is not None and g.dtype == x.dtype and g.flags.writeable
+        in_place = in_place and accel.layout(g) == accel.layout(x)
         if g2 is None:
             g2 = xp.ascontiguousarray(g.transpose(0, *range(2, g.ndim), 1)).reshape(-1, g.shape[1])
         relu = self.scale_shift if self.relu else ()
@@ -321,7 +323,7 @@ class BatchNorm(Function):
             c1 = k.astype(g.dtype)
             c2 = (k * inv_std * sum_gxhat / m).astype(g.dtype)
             c3 = (k * sum_g / m).astype(g.dtype)
-            gx = xp.empty_like(x)
+            gx = g if in_place else xp.empty_like(x)  # each element of g is read before dx overwrites it
             dx = fast.k.normalize_backward_relu if self.relu else fast.k.normalize_backward
             fast.map(dx, g2, _rows(x), mean, *relu, c1, c2, c3, _rows(gx))
         dtype = g.dtype

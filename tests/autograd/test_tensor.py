@@ -220,3 +220,69 @@ def test_constant_inputs_have_no_graph_edge():
     assert out.grad_fn.needs_input_grad == (True, False)
     out.sum().backward()
     np.testing.assert_array_equal(a.grad, np.ones(3))
+
+
+class _DonationProbe(gc_.Function):
+    """Records whether the backward pass donated its incoming gradient array."""
+
+    def forward(self, x):
+        return x * 1.0
+
+    def backward(self, g):
+        _seen.append(self.grad_donated)
+        return g * 1.0
+
+
+def test_gradient_is_donated_only_when_nothing_else_refers_to_it():
+    x = gc_.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    w = gc_.tensor(np.full((2, 3), 2.0))
+    _seen.clear()
+    (_DonationProbe.apply(x) * w).sum().backward()  # Mul's backward makes a fresh array
+    assert _seen == [True]
+
+    _seen.clear()
+    ((_DonationProbe.apply(x) + _DonationProbe.apply(x)) * w).sum().backward()
+    assert sorted(_seen) == [False, True]  # Add hands one array to both: only the last may write
+
+    _seen.clear()
+    _DonationProbe.apply(x).sum().backward()  # sum's gradient is a read-only broadcast view
+    assert _seen == [False]
+
+    _seen.clear()
+    user = np.ones((2, 3))
+    _DonationProbe.apply(x).backward(user)  # the caller's array is never written
+    assert _seen == [False]
+
+    _seen.clear()
+    y = _DonationProbe.apply(x)
+    kept = y.reshape(6)  # the gradient of y is a view of the reshape's gradient
+    (kept * gc_.tensor(np.ones(6))).sum().backward()
+    assert _seen == [True]
+
+
+def test_ops_that_write_into_a_donated_gradient_leave_other_holders_intact(rng):
+    from gradcraft.ops.activation import relu
+    from gradcraft.ops.linear import linear_relu
+
+    h = gc_.tensor(rng.standard_normal((4, 5)), requires_grad=True)
+    w = rng.standard_normal((4, 5))
+    z = relu(h * 1.0)
+    z.retain_grad()
+    (z * gc_.tensor(w)).sum().backward()
+    np.testing.assert_array_equal(z.grad, w)  # retained before ReLU wrote its result into g
+    np.testing.assert_array_equal(h.grad, w * (h.numpy() > 0))
+
+    user = rng.standard_normal((4, 5))
+    before = user.copy()
+    h.grad = None
+    relu(h * 1.0).backward(user)
+    np.testing.assert_array_equal(user, before)
+    np.testing.assert_array_equal(h.grad, before * (h.numpy() > 0))
+
+    weight = gc_.tensor(rng.standard_normal((3, 5)), requires_grad=True)
+    shared = linear_relu(h, weight) + linear_relu(h, weight)  # one gradient array for both
+    shared.sum().backward()
+    h2 = gc_.tensor(h.numpy(), requires_grad=True)
+    w2 = gc_.tensor(weight.numpy(), requires_grad=True)
+    (2 * linear_relu(h2, w2)).sum().backward()
+    np.testing.assert_allclose(weight.grad, w2.grad, rtol=1e-12)

@@ -187,3 +187,21 @@ def test_batch_norm_relu_gives_the_results_of_relu_of_batch_norm(numba, training
     assert (y == 0).any() and (y > 0).any() and y.dtype == np.float32
     if not training:
         assert np.isnan(y[nan_at]) and np.isnan(y).sum() == 1
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_batch_norm_backward_writing_into_a_shared_gradient_keeps_both_inputs_right(relu):
+    """Both inputs of a sum receive one gradient array; the batch norm processed last may write
+    its dx into it (a donated gradient), the first must not."""
+    from gradcraft.ops.normalization import batch_norm_relu
+
+    op = batch_norm_relu if relu else batch_norm
+    rng = np.random.default_rng(41)
+    xs = [_channels_last(rng.standard_normal((3, 4, 5, 5)).astype(np.float32)) for _ in range(2)]
+    w = rng.standard_normal((3, 4, 5, 5)).astype(np.float32)
+    ta, tb = (gc.tensor(x.copy(order="K"), requires_grad=True) for x in xs)
+    ((op(ta, None, None, training=True) + op(tb, None, None, training=True)) * gc.tensor(w)).sum().backward()
+    for t, x in zip((ta, tb), xs):
+        alone = gc.tensor(x.copy(order="K"), requires_grad=True)
+        (op(alone, None, None, training=True) * gc.tensor(w)).sum().backward()
+        np.testing.assert_array_equal(t.grad, alone.grad)
