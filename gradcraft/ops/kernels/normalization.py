@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from gradcraft.ops.kernels import jit
 
 __all__ = [
@@ -81,13 +83,18 @@ def grad_sums(g: Any, x: Any, mean: Any, sum_g: Any, sum_gx: Any) -> None:
 
 @jit
 def normalize_backward(g: Any, x: Any, mean: Any, c1: Any, c2: Any, c3: Any, dx: Any) -> None:
-    """dx = c1·g − c2·(x − mean) − c3, per column."""
+    """dx = c1·g − c2·(x − mean) − c3, per column; ``dx`` may be ``g`` itself (each row of g is
+    copied to a buffer first: a loop that may write what it reads is not vectorised, 2.7× the
+    time for 32 channels)."""
+    row_g = np.empty(g.shape[1], dtype=g.dtype)
     for r in range(g.shape[0]):
         grow = g[r]
+        for c in range(g.shape[1]):
+            row_g[c] = grow[c]
         xrow = x[r]
         out = dx[r]
         for c in range(g.shape[1]):
-            out[c] = c1[c] * grow[c] - c2[c] * (xrow[c] - mean[c]) - c3[c]
+            out[c] = c1[c] * row_g[c] - c2[c] * (xrow[c] - mean[c]) - c3[c]
 
 
 @jit
@@ -129,12 +136,16 @@ def grad_sums_relu(g: Any, x: Any, mean: Any, scale: Any, shift: Any, sum_g: Any
 def normalize_backward_relu(
     g: Any, x: Any, mean: Any, scale: Any, shift: Any, c1: Any, c2: Any, c3: Any, dx: Any
 ) -> None:
-    """:func:`normalize_backward` of the masked gradient d = g·[(x − mean)·scale + shift > 0]."""
+    """:func:`normalize_backward` of the masked gradient d = g·[(x − mean)·scale + shift > 0]
+    (``dx`` may be ``g`` itself)."""
+    row_g = np.empty(g.shape[1], dtype=g.dtype)
     for r in range(g.shape[0]):
         grow = g[r]
+        for c in range(g.shape[1]):
+            row_g[c] = grow[c]
         xrow = x[r]
         out = dx[r]
         for c in range(g.shape[1]):
             xc = xrow[c] - mean[c]
-            v = grow[c] if xc * scale[c] + shift[c] > 0 else 0 * grow[c]
+            v = row_g[c] if xc * scale[c] + shift[c] > 0 else 0 * row_g[c]
             out[c] = c1[c] * v - c2[c] * xc - c3[c]
