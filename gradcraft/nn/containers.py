@@ -42,8 +42,8 @@ class Sequential(Module):
     iteration, integer indexing, slicing (a new ``Sequential`` sharing the layers and keeping
     their names), ``append``, ``insert``, ``extend`` and ``del``.
 
-    A ``Linear`` directly followed by a ``ReLU`` runs as one fused Function, with the same
-    results (:mod:`gradcraft.nn.fusion`, which says when a pair is left alone).
+    A ``Linear`` or a batch norm directly followed by a ``ReLU`` runs as one fused Function,
+    with the same results (:mod:`gradcraft.nn.fusion`, which says when a pair is left alone).
     """
 
     def __init__(self, *modules: Any) -> None:

@@ -87,6 +87,7 @@ def _update_running(
 
 
 def _relu_in_place(y: Any) -> Any:
+    """y ← max(0, y) (NaN stays NaN)."""
     xp = get_array_module(y)
     return xp.maximum(y, xp.zeros((), dtype=y.dtype), out=y)
 
