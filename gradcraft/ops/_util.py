@@ -49,6 +49,13 @@ def shape_of(x: Any) -> tuple[int, ...]:
     return getattr(x, "shape", ())
 
 
+def writable_donation(fn: Any, g: Any) -> bool:
+    """Whether ``fn.backward`` may write its result into its incoming gradient ``g``: the
+    backward pass donated it (:attr:`~gradcraft.autograd.function.Function.grad_donated`) and
+    it is writeable (CuPy arrays have no read-only flag)."""
+    return fn.grad_donated and getattr(g.flags, "writeable", True)
+
+
 def sum_rows(a: Any) -> Any:
     """Σ_i a[i, :] of a 2-D array (a fresh 1-D array), as the matrix-vector product 1ᵀ a.
 

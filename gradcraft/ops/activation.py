@@ -21,6 +21,7 @@ from gradcraft.autograd.function import Function, Rebuild
 from gradcraft.autograd.tensor import Tensor
 from gradcraft.backend import get_array_module
 from gradcraft.ops import accel, conv
+from gradcraft.ops._util import writable_donation
 
 __all__ = [
     "add_relu",
@@ -201,7 +202,7 @@ class ReLU(Function):
         (mask,) = self.saved
         xp = get_array_module(g)
         if mask.dtype == xp.bool_:
-            if self.grad_donated and g.flags.writeable and mask.shape == g.shape:
+            if writable_donation(self, g) and mask.shape == g.shape:
                 return xp.multiply(g, mask, out=g)
             return g * mask
         fast = accel.kernels("activation", g) if accel.layout(g) == self.layout else None

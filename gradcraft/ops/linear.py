@@ -10,7 +10,7 @@ from gradcraft.autograd.function import Function
 from gradcraft.autograd.tensor import Tensor
 from gradcraft.backend import get_array_module
 from gradcraft.ops import accel
-from gradcraft.ops._util import sum_rows
+from gradcraft.ops._util import sum_rows, writable_donation
 
 __all__ = ["Linear", "LinearReLU", "linear", "linear_relu"]
 
@@ -97,7 +97,7 @@ class LinearReLU(Linear):
     def backward(self, g: Any) -> tuple[Any, Any, Any]:
         x2, weight, y = self.saved
         g2 = _as_rows(g)
-        in_place = self.grad_donated and g2.flags.writeable
+        in_place = writable_donation(self, g2)
         return self._affine_grads(_relu_grad(g2, y, in_place), x2, weight)
 
 

@@ -34,7 +34,7 @@ from gradcraft.autograd.function import Function
 from gradcraft.autograd.tensor import Tensor
 from gradcraft.backend import get_array_module
 from gradcraft.ops import accel
-from gradcraft.ops._util import sum_rows
+from gradcraft.ops._util import sum_rows, writable_donation
 from gradcraft.ops.conv import parallel_for, parallel_sum, sample_chunks
 
 __all__ = ["BatchNorm", "BatchNormReLU", "batch_norm", "batch_norm_relu", "layer_norm"]
@@ -310,7 +310,7 @@ class BatchNorm(Function):
         x, mean, inv_std, weight = self.saved
         need_x, need_w, need_b = self.needs_input_grad
         g2 = _rows(g)
-        in_place = self.grad_donated and g2 is not None and g.dtype == x.dtype and g.flags.writeable
+        in_place = writable_donation(self, g) and g2 is not None and g.dtype == x.dtype
         in_place = in_place and accel.layout(g) == accel.layout(x)
         if g2 is None:
             g2 = xp.ascontiguousarray(g.transpose(0, *range(2, g.ndim), 1)).reshape(-1, g.shape[1])

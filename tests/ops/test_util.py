@@ -52,3 +52,16 @@ def test_unbroadcast_sums_what_broadcasting_added(grad_shape, shape, rng):
         got = unbroadcast(g, shape)
         assert got.shape == shape
         np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_writable_donation_needs_the_donation_and_a_writeable_array():
+    from types import SimpleNamespace
+
+    from gradcraft.ops._util import writable_donation
+
+    a = np.zeros(3)
+    assert writable_donation(SimpleNamespace(grad_donated=True), a)
+    assert not writable_donation(SimpleNamespace(grad_donated=False), a)
+    assert not writable_donation(SimpleNamespace(grad_donated=True), np.broadcast_to(a, (2, 3)))
+    cupy_like = SimpleNamespace(flags=SimpleNamespace(c_contiguous=True))  # no read-only flag
+    assert writable_donation(SimpleNamespace(grad_donated=True), cupy_like)
