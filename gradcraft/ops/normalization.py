@@ -425,11 +425,7 @@ def batch_norm(
     ``running_mean`` / ``running_var`` (Tensors, raw arrays or None) are updated in place
     when ``training``; in evaluation they are used instead of the batch statistics.
     """
-    rm = running_mean.data if isinstance(running_mean, Tensor) else running_mean
-    rv = running_var.data if isinstance(running_var, Tensor) else running_var
-    return BatchNorm.apply(
-        x, weight, bias, running_mean=rm, running_var=rv, training=training, momentum=momentum, eps=eps
-    )
+    return _apply(BatchNorm, x, running_mean, running_var, weight, bias, training, momentum, eps)
 
 
 def batch_norm_relu(
@@ -444,9 +440,24 @@ def batch_norm_relu(
 ) -> Tensor:
     """``relu(batch_norm(x, ...))`` as one :class:`BatchNormReLU` node (arguments as
     :func:`batch_norm`)."""
+    return _apply(BatchNormReLU, x, running_mean, running_var, weight, bias, training, momentum, eps)
+
+
+def _apply(
+    op: type[BatchNorm],
+    x: Tensor,
+    running_mean: Any,
+    running_var: Any,
+    weight: Tensor | None,
+    bias: Tensor | None,
+    training: bool,
+    momentum: float,
+    eps: float,
+) -> Tensor:
+    """``op.apply`` with the running statistics as raw arrays (:func:`batch_norm`'s arguments)."""
     rm = running_mean.data if isinstance(running_mean, Tensor) else running_mean
     rv = running_var.data if isinstance(running_var, Tensor) else running_var
-    return BatchNormReLU.apply(
+    return op.apply(
         x, weight, bias, running_mean=rm, running_var=rv, training=training, momentum=momentum, eps=eps
     )
 

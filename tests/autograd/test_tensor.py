@@ -260,10 +260,17 @@ def test_gradient_is_donated_only_when_nothing_else_refers_to_it():
     assert _seen == [True]
 
 
-def test_ops_that_write_into_a_donated_gradient_leave_other_holders_intact(rng):
+@pytest.mark.parametrize("numba", [False, True])
+def test_ops_that_write_into_a_donated_gradient_leave_other_holders_intact(numba, rng):
+    from gradcraft.ops import accel
     from gradcraft.ops.activation import relu
     from gradcraft.ops.linear import linear_relu
 
+    with accel.use_numba(numba):
+        _check_donated_gradient_holders(relu, linear_relu, rng)
+
+
+def _check_donated_gradient_holders(relu, linear_relu, rng):
     h = gc_.tensor(rng.standard_normal((4, 5)), requires_grad=True)
     w = rng.standard_normal((4, 5))
     z = relu(h * 1.0)
