@@ -88,7 +88,7 @@ def kernels(family: str, *arrays: Any) -> ModuleType | None:
     """The kernel module ``gradcraft.ops.kernels.<family>``, or None when the kernels are off,
     any of ``arrays`` is not a NumPy array (CuPy arrays use the array-module code) or is
     float16 (Numba has no half-precision arithmetic)."""
-    if not (_State.enabled and _State.available) and not numba_enabled():
+    if not numba_enabled():
         return None
     for a in arrays:
         if not isinstance(a, np.ndarray) or a.dtype == _FLOAT16:

@@ -133,10 +133,11 @@ class CrossEntropy(Function):
         x2, out_shape = _to_rows(x)
         eps = float(label_smoothing)
         if not soft and weight is None and eps == 0 and not 0 <= ignore_index < n_classes:
-            compiled = self._compiled_plain(x2, target.reshape(-1))
+            labels = target.reshape(-1)
+            compiled = self._compiled_plain(x2, labels)
             if compiled is not None:
                 p, loss = compiled
-                self.plain, self.safe = True, target.reshape(-1)
+                self.plain, self.safe = True, labels
                 return self._finish(xp, p, loss, 1.0, loss.shape[0], out_shape, x.dtype)
         rows = xp.arange(x2.shape[0])
         plain = False
